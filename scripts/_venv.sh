@@ -1,0 +1,24 @@
+# Sourced by demo.sh and test.sh: create .venv with the pinned stack on first use, then reuse it.
+# Idempotent: reinstalls only when pyproject.toml changed since the last install.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+STAMP="$VENV/.tic-installed"
+WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "[tic] creating $VENV" >&2
+    "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+    echo "[tic] installing the pinned stack into $VENV (first use only)" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" 2>&1 \
+        | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+    "$VENV/bin/python" -c "import ticdata, polars, ray, pyarrow" \
+        || { echo "[tic] installation failed; see the pip output above" >&2; exit 1; }
+    echo "$WANT" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+# Keep Ray quiet and on loopback-friendly defaults; users may override.
+export RAY_USAGE_STATS_ENABLED="${RAY_USAGE_STATS_ENABLED:-0}"

@@ -1,0 +1,124 @@
+"""Input readers: every pool format becomes one table of canonical columns.
+
+A reader module exposes:
+    KIND                      short name ("parquet", "warc", "yfcc", "redcaps")
+    sniff(path, head) -> bool  does this file (first 4 KiB in `head`) belong to the reader?
+    inspect(path, columns)     -> InputFile, validating the file; UserError on bad input
+    chunks(f, chunk_rows)      -> list of chunk specs (hashable tuples) that bound memory per task
+    read(f, spec, columns)     -> (polars DataFrame with exactly the columns of f.schema, in order,
+                                   {stat: count} of what the reader saw but is not a pair, e.g.
+                                   images without alt text; empty for tabular formats)
+
+Canonical columns are those of `ticdata.columns.CANONICAL`; any other column is carried through.
+Readers never compute timestamps or drop rows: that is `ticdata.recover`'s job.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ticdata.columns import ColumnMap
+from ticdata.errors import UserError
+
+SKIP_NAMES = ("_SUCCESS", ".DS_Store")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One validated input file and the columns its reader will produce."""
+
+    path: str
+    kind: str
+    size: int
+    rows: int | None  # exact where the format records it (Parquet), else None
+    schema: tuple[tuple[str, pl.DataType], ...]  # canonical + carried columns, in order
+    rename: tuple[tuple[str, str], ...] = ()  # input column -> output column, where they differ
+
+    @property
+    def columns(self) -> list[str]:
+        return [name for name, _ in self.schema]
+
+    def estimated_rows(self) -> int:
+        return self.rows if self.rows is not None else max(1, self.size // 200)
+
+
+def _readers():
+    from ticdata.sources import commoncrawl, parquet_pool, redcaps, yfcc
+
+    return {m.KIND: m for m in (parquet_pool, commoncrawl, yfcc, redcaps)}
+
+
+def reader(kind: str):
+    return _readers()[kind]
+
+
+def kinds() -> list[str]:
+    return list(_readers())
+
+
+def read_head(path: Path, n: int = 4096) -> bytes:
+    """The first bytes of a file, decompressed when it is gzip (WARC/WAT/TSV/JSON often are)."""
+    with open(path, "rb") as fh:
+        head = fh.read(n)
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as gz:
+                return gz.read(n)
+        except (OSError, EOFError):
+            return b""
+    return head
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files named or found (recursively) under the given paths, sorted, hidden files skipped."""
+    files: list[Path] = []
+    for raw in inputs:
+        p = Path(raw).expanduser()
+        if not p.exists():
+            raise UserError(f"{raw}: no such file or directory; check the path (inputs are Parquet, WARC/WAT, YFCC or RedCaps files, or folders of them)")
+        if p.is_dir():
+            found = [
+                Path(root) / name
+                for root, dirs, names in os.walk(p)
+                for name in names
+                if not name.startswith((".", "_")) and name not in SKIP_NAMES
+            ]
+            if not found:
+                raise UserError(f"{raw}: the folder holds no input files")
+            files.extend(found)
+        else:
+            files.append(p)
+    unique = sorted({f.resolve() for f in files})
+    return unique
+
+
+def detect_kind(path: Path, forced: str | None = None) -> str:
+    readers = _readers()
+    if forced:
+        if forced not in readers:
+            raise UserError(f"--format {forced!r}: choose one of {', '.join(readers)}")
+        return forced
+    try:
+        head = read_head(path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})")
+    for kind, mod in readers.items():
+        if mod.sniff(path, head):
+            return kind
+    raise UserError(
+        f"{path}: not a Parquet, WARC/WAT, YFCC or RedCaps file; remove it from the inputs or name its format with --format"
+    )
+
+
+def inspect_inputs(inputs: list[str], columns: ColumnMap, forced_kind: str | None = None) -> list[InputFile]:
+    """Expand, detect and validate every input before anything is written."""
+    out = []
+    for path in expand_inputs(inputs):
+        kind = detect_kind(path, forced_kind)
+        out.append(reader(kind).inspect(path, columns))
+    return out

@@ -1,0 +1,108 @@
+"""Parquet pools in DataComp's metadata layout (uid, url, text, ...) plus timestamp evidence columns.
+
+Chunks are runs of whole row groups, so a map task reads a bounded slice of a large file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ticdata.columns import CANONICAL, EVIDENCE_TIMES, REQUIRED, ColumnMap
+from ticdata.errors import UserError
+from ticdata.sources import InputFile
+
+KIND = "parquet"
+
+
+def sniff(path: Path, head: bytes) -> bool:
+    return head[:4] == b"PAR1"
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_null(t)
+
+
+def _time_ok(t: pa.DataType) -> bool:
+    return (
+        _is_string(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_date(t)
+    )
+
+
+def _check_type(path: Path, canon: str, actual: str, t: pa.DataType, columns: ColumnMap) -> None:
+    ok = _time_ok(t) if canon in EVIDENCE_TIMES else _is_string(t)
+    if not ok:
+        want = "a string, number or timestamp" if canon in EVIDENCE_TIMES else "a string"
+        hint = f"--column {canon}=NAME to use another column" if canon not in REQUIRED else f"--column {canon}=NAME to pick the right column"
+        raise UserError(f"{path}: column '{actual}' ({canon}) has type {t}, expected {want}; fix the file or pass {hint}")
+
+
+def inspect(path: Path, columns: ColumnMap) -> InputFile:
+    try:
+        meta = pq.ParquetFile(path).metadata
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); re-export it or remove it from the inputs")
+    names = schema.names
+    if len(set(names)) != len(names):
+        raise UserError(f"{path}: duplicate column names {names}; rename them before curating")
+    renames = columns.to_canonical(names)
+    for canon in REQUIRED:
+        if columns.actual(canon) not in names:
+            raise UserError(
+                f"{path}: missing required column '{columns.actual(canon)}' ({canon}); columns are {', '.join(names)}; pass --column {canon}=NAME"
+            )
+    for actual, canon in renames.items():
+        _check_type(path, canon, actual, schema.field(actual).type, columns)
+    pl_schema = pl.from_arrow(schema.empty_table()).schema
+    out, rename = [], []
+    for name in names:
+        dtype = pl_schema[name]
+        if name in renames:
+            target = renames[name]
+            if dtype == pl.Null:
+                dtype = pl.String
+        elif name in CANONICAL:
+            target = "src_" + name  # a canonical name the user re-pointed elsewhere: carried, renamed
+        else:
+            target = name
+        out.append((target, dtype))
+        if target != name:
+            rename.append((name, target))
+    return InputFile(
+        path=str(path), kind=KIND, size=path.stat().st_size, rows=meta.num_rows, schema=tuple(out), rename=tuple(rename)
+    )
+
+
+def chunks(f: InputFile, chunk_rows: int) -> list[tuple[int, ...]]:
+    """Runs of consecutive row groups of about chunk_rows rows each."""
+    meta = pq.ParquetFile(f.path).metadata
+    groups: list[tuple[int, ...]] = []
+    current: list[int] = []
+    rows = 0
+    for i in range(meta.num_row_groups):
+        n = meta.row_group(i).num_rows
+        if current and rows + n > chunk_rows:
+            groups.append(tuple(current))
+            current, rows = [], 0
+        current.append(i)
+        rows += n
+    if current or not groups:
+        groups.append(tuple(current))
+    return groups
+
+
+def read(f: InputFile, spec: tuple[int, ...], columns: ColumnMap) -> tuple[pl.DataFrame, dict[str, int]]:
+    pf = pq.ParquetFile(f.path)
+    table = pf.read_row_groups(list(spec)) if spec else pf.schema_arrow.empty_table()
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    df = df.rename(dict(f.rename))
+    return df.select([pl.col(n).cast(t) for n, t in f.schema]), {}

@@ -1,0 +1,1 @@
+"""Trainer and evaluator for the continual baselines (grows with the training issues)."""
