@@ -1,0 +1,212 @@
+"""The `tic` command line. Each verb parses its flags and calls one library function.
+
+Bad input exits with status 2 and one line on stderr; a bug keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ticdata import __version__
+from ticdata.errors import UserError
+
+log = logging.getLogger("ticdata")
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return n
+
+
+def _executor(args):
+    from ticdata.executor import InlineExecutor, RayExecutor
+
+    if args.executor == "inline":
+        if args.ray_address:
+            raise UserError("--ray-address needs --executor ray")
+        return InlineExecutor()
+    return RayExecutor(address=args.ray_address, num_cpus=args.num_cpus)
+
+
+def _add_executor_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("execution")
+    g.add_argument("--ray-address", metavar="A", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray sized to this machine)")
+    g.add_argument("--executor", choices=["ray", "inline"], default="ray",
+                   help="ray (default) runs tasks in parallel; inline runs them one by one in this process, for debugging")
+    g.add_argument("--num-cpus", type=_positive, metavar="N", help="CPUs of the local Ray instance (default: all)")
+
+
+def cmd_synth_pool(args) -> int:
+    from ticdata.synth.pool import make_pool
+
+    summary = make_pool(Path(args.out), rows=args.rows, seed=args.seed, rows_per_file=args.rows_per_file, overwrite=args.overwrite)
+    print(f"wrote {summary['rows']:,} rows in {summary['files']} files to {args.out} "
+          f"({summary['unique_pairs']:,} pairs, {summary['resightings']:,} re-sightings, "
+          f"{sum(summary['planted'].values()):,} planted bad rows)")
+    return 0
+
+
+def cmd_curate(args) -> int:
+    from ticdata.columns import ColumnMap
+    from ticdata.curate import CurateConfig, curate
+    from ticdata.manifest import format_bucket_table
+
+    config = CurateConfig(
+        inputs=tuple(args.inputs),
+        out=Path(args.out),
+        benchmark=args.benchmark,
+        granularity=args.granularity,
+        columns=ColumnMap.parse(args.column),
+        input_format=args.format,
+        collinfo=args.collinfo,
+        partitions=args.partitions,
+        partition_rows=args.partition_rows,
+        chunk_rows=args.chunk_rows,
+        overwrite=args.overwrite,
+        keep_work=args.keep_work,
+        progress=not args.quiet,
+    )
+    with _executor(args) as ex:
+        doc = curate(config, ex)
+    print(format_bucket_table(doc))
+    print(f"manifest: {Path(args.out).resolve() / 'manifest'}  ({doc['rows']:,} rows)")
+    return 0
+
+
+def cmd_uids_export(args) -> int:
+    from ticdata.uidsplits import export_uids
+
+    written = export_uids(Path(args.dir), Path(args.out), split=None if args.split == "all" else args.split)
+    for name, n in written.items():
+        print(f"{name:<12} {n:>12,} uids  {Path(args.out) / (name + '.npy')}")
+    return 0
+
+
+def cmd_uids_import(args) -> int:
+    from ticdata.manifest import format_bucket_table
+    from ticdata.uidsplits import import_uids
+
+    doc = import_uids(Path(args.dir), args.uid_files, Path(args.out), overwrite=args.overwrite)
+    print(format_bucket_table(doc))
+    for name, v in doc["inputs"]["uid_lists"].items():
+        if v["missing"]:
+            print(f"{name}: {v['missing']:,} of {v['uids']:,} listed uids are not in {args.dir}")
+    return 0
+
+
+def cmd_benchmarks(args) -> int:
+    from ticdata.benchmarks import load_benchmark, shipped_names
+
+    for name in shipped_names():
+        b = load_benchmark(name)
+        steps = ", ".join(s.name for s in b.steps)
+        print(f"{name:<14} {steps}\n{'':<14} {b.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tic",
+        description="Time-continual CLIP toolkit: recover when each image-text pair first appeared, "
+        "split pools into time buckets, and (in later verbs) fetch, train and evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"tic {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    synth = sub.add_parser("synth", help="synthetic data for demos, tests and benchmarks",
+                           description="Generate synthetic inputs that need no internet.")
+    synth_sub = synth.add_subparsers(dest="what", metavar="WHAT", required=True)
+    sp = synth_sub.add_parser("pool", help="a CommonCrawl-style pool in DataComp's Parquet layout",
+                              description="A CommonCrawl-style pool (uid, url, text, source, crawl_time, ...) with "
+                              "re-sightings of a uid across snapshots and files and bad rows at known rates; "
+                              "the planted counts are written to OUT/synth.json.")
+    sp.add_argument("--rows", type=_positive, required=True, help="number of rows to write")
+    sp.add_argument("--out", required=True, help="output folder (pool-NNNNN.parquet, synth.json)")
+    sp.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give equal bytes (default 0)")
+    sp.add_argument("--rows-per-file", type=_positive, default=1_000_000, help="rows per Parquet file (default 1,000,000)")
+    sp.add_argument("--overwrite", action="store_true", help="replace an existing pool in OUT")
+    sp.set_defaults(func=cmd_synth_pool)
+
+    cp = sub.add_parser(
+        "curate", help="recover timestamps, deduplicate, split into year buckets",
+        description="Read pools (Parquet in DataComp's layout, CommonCrawl WARC/WAT, YFCC100M metadata, RedCaps "
+        "annotations), date every row (exact capture/upload/post time, else its CommonCrawl snapshot's start), drop "
+        "bad rows with a counted reason, keep each uid's earliest sighting and write OUT/manifest/year=YYYY/*.parquet "
+        "and OUT/manifest.json. Killed and rerun, it resumes and produces the same bytes.")
+    cp.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders of files")
+    cp.add_argument("--out", required=True, help="output folder")
+    cp.add_argument("--benchmark", default="tic-datacomp",
+                    help="shipped definition (tic-datacomp, tic-yfcc, tic-redcaps, demo) or a .toml path (default tic-datacomp)")
+    cp.add_argument("--granularity", choices=["year", "month"], help="bucket by year (default) or by month within each step")
+    cp.add_argument("--column", action="append", metavar="CANON=NAME",
+                    help="read a canonical column (uid, url, text, source, snapshot, crawl_time, dateuploaded, created_utc) "
+                    "from another column name, e.g. --column text=caption; repeatable")
+    cp.add_argument("--format", choices=["parquet", "warc", "yfcc", "redcaps"], help="input format (default: detected per file)")
+    cp.add_argument("--collinfo", metavar="PATH", help="CommonCrawl's collinfo.json (default: the shipped copy, 118 crawls to CC-MAIN-2025-47)")
+    cp.add_argument("--partitions", type=_positive, metavar="N", help="uid hash partitions (default: one per --partition-rows input rows)")
+    cp.add_argument("--partition-rows", type=_positive, default=1_000_000, metavar="N",
+                    help="target rows per partition; bounds the memory of a reduce task (default 1,000,000)")
+    cp.add_argument("--chunk-rows", type=_positive, default=1_000_000, metavar="N",
+                    help="rows per map task for Parquet inputs (whole row groups; default 1,000,000)")
+    cp.add_argument("--overwrite", action="store_true", help="replace a curation of other inputs in OUT")
+    cp.add_argument("--keep-work", action="store_true", help="keep OUT/.tic/work (map outputs) after success")
+    _add_executor_flags(cp)
+    cp.set_defaults(func=cmd_curate)
+
+    up = sub.add_parser("uids", help="import and export uid lists in DataComp's format (.npy, u8,u8, sorted)",
+                        description="Convert between curated buckets and DataComp/TiC uid files.")
+    up_sub = up.add_subparsers(dest="what", metavar="WHAT", required=True)
+    ue = up_sub.add_parser("export", help="one .npy uid file per bucket of a curated folder",
+                           description="Write OUT/<bucket>.npy (numpy `u8,u8`, sorted) for every bucket of DIR's manifest.")
+    ue.add_argument("dir", help="a curated folder (holds manifest.json)")
+    ue.add_argument("--out", required=True, help="folder for the .npy files")
+    ue.add_argument("--split", default="train", help="rows of this split only, or 'all' (default train)")
+    ue.set_defaults(func=cmd_uids_export)
+    ui = up_sub.add_parser("import", help="restrict a curated folder to the uids of given files",
+                           description="Keep the rows of DIR whose uid is in one of the uid files; each file names a "
+                           "bucket (BUCKET=FILE.npy, or FILE.npy whose stem is the bucket), written as a `bucket` column "
+                           "to a new curated folder OUT. Listed uids absent from DIR are counted.")
+    ui.add_argument("dir", help="a curated folder (holds manifest.json)")
+    ui.add_argument("uid_files", nargs="+", metavar="[BUCKET=]FILE.npy")
+    ui.add_argument("--out", required=True, help="new curated folder")
+    ui.add_argument("--overwrite", action="store_true", help="replace a manifest in OUT")
+    ui.set_defaults(func=cmd_uids_import)
+
+    bp = sub.add_parser("benchmarks", help="list the shipped benchmark definitions",
+                        description="The shipped benchmark definitions (manifests/*.toml) and their steps.")
+    bp.set_defaults(func=cmd_benchmarks)
+    return parser
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[tic] %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.quiet, args.verbose)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"tic: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tic: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""`tic curate`: pool files -> year-partitioned manifest, as a map/reduce over uid hash partitions.
+
+Map tasks read one chunk of one input (a run of Parquet row groups, or one WARC/WAT/YFCC/RedCaps
+file), recover each row's timestamp, count drops, and write the valid rows into N hash partitions
+of uid. Reduce tasks own one partition each: they keep the earliest row per uid and write it to
+the year files. Memory per task is bounded by the chunk and partition sizes, never by the pool.
+Everything is checkpointed under <out>/.tic/ (plan, completion markers, task outputs) and deleted
+once manifest.json, the mark of a finished curation, is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from ticdata import __version__
+from ticdata.benchmarks import Benchmark, load_benchmark
+from ticdata.columns import ColumnMap
+from ticdata.dedupe import earliest_per_uid, partition_index
+from ticdata.errors import UserError
+from ticdata.executor import Task, run_stage
+from ticdata.ledger import Ledger
+from ticdata.manifest import (
+    MANIFEST_DIR,
+    MANIFEST_JSON,
+    SCHEMA_VERSION,
+    bucket_table,
+    conform,
+    manifest_schema,
+)
+from ticdata.recover import REASONS, recover_rows
+from ticdata.snapshots import SnapshotTable
+from ticdata.sources import InputFile, inspect_inputs, reader
+from ticdata.storage import atomic_dir, read_json, remove_tmp_leftovers, write_json_atomic
+
+log = logging.getLogger(__name__)
+STATE_DIR = ".tic"
+ROW_BITS = 32  # _order = map task index << 32 | row within the chunk
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    inputs: tuple[str, ...]
+    out: Path
+    benchmark: str = "tic-datacomp"
+    granularity: str | None = None  # None: the benchmark's own
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    input_format: str | None = None  # None: detect per file
+    collinfo: str | None = None  # None: the shipped crawl index
+    partitions: int | None = None  # None: from the input size and partition_rows
+    partition_rows: int = 1_000_000
+    chunk_rows: int = 1_000_000
+    overwrite: bool = False
+    keep_work: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    index: int
+    file: InputFile
+    chunk: tuple
+    partitions: int
+    work: str
+    snapshots: SnapshotTable
+    columns: ColumnMap
+
+
+@dataclass(frozen=True)
+class ReduceSpec:
+    partition: int
+    map_keys: tuple[str, ...]
+    work: str
+    schema: tuple[tuple[str, pl.DataType], ...]
+
+
+def _map_key(i: int) -> str:
+    return f"map-{i:06d}"
+
+
+def _reduce_key(p: int) -> str:
+    return f"reduce-{p:05d}"
+
+
+def map_chunk(spec: MapSpec) -> dict:
+    """Read one chunk, recover timestamps, write valid rows into uid hash partitions."""
+    raw, reader_stats = reader(spec.file.kind).read(spec.file, spec.chunk, spec.columns)
+    if raw.height >= 2**ROW_BITS:
+        raise UserError(f"{spec.file.path}: a chunk holds {raw.height} rows; lower --chunk-rows")
+    valid, dropped = recover_rows(raw, spec.snapshots, order_base=spec.index << ROW_BITS)
+    final = Path(spec.work) / "map" / _map_key(spec.index)
+    with atomic_dir(final) as tmp:
+        if valid.height:
+            valid = valid.with_columns(_part=partition_index(spec.partitions))
+            for (part,), frame in sorted(valid.partition_by("_part", as_dict=True).items()):
+                frame.drop("_part").write_ipc(tmp / f"p-{part:05d}.arrow", compression="lz4")
+    return {
+        "input": spec.file.path,
+        "kind": spec.file.kind,
+        "rows_in": raw.height,
+        "valid": valid.height,
+        "dropped": dropped,
+        "reader": reader_stats,
+    }
+
+
+def reduce_partition(spec: ReduceSpec) -> dict:
+    """Earliest row per uid for one partition, written as one file per year."""
+    schema = dict(spec.schema)
+    obs_schema = {k: v for k, v in schema.items() if k not in ("month", "n_seen", "split")}
+    obs_schema["_order"] = pl.Int64
+    frames = []
+    for key in spec.map_keys:
+        path = Path(spec.work) / "map" / key / f"p-{spec.partition:05d}.arrow"
+        if path.exists():
+            frames.append(conform(pl.read_ipc(path), obs_schema))
+    rows_in = sum(f.height for f in frames)
+    files, counts = [], []
+    final = Path(spec.work) / "reduce" / _reduce_key(spec.partition)
+    with atomic_dir(final) as tmp:
+        if frames:
+            kept = earliest_per_uid(pl.concat(frames, how="vertical"))
+            del frames
+            kept = kept.with_columns(
+                year=pl.col("ts").dt.year().cast(pl.Int32),
+                month=pl.col("ts").dt.month().cast(pl.Int8),
+                split=pl.lit("train"),
+            )
+            for (year,), part in sorted(kept.partition_by("year", as_dict=True).items()):
+                rel = f"year={year}/part-{spec.partition:05d}.parquet"
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                conform(part.drop("year"), schema).write_parquet(tmp / rel, compression="zstd", statistics=True)
+                files.append(rel)
+            grouped = kept.group_by(["year", "month", "split"]).len().sort(["year", "month", "split"])
+            counts = [[int(y), int(m), str(s), int(n)] for y, m, s, n in grouped.iter_rows()]
+            n_kept = kept.height
+        else:
+            n_kept = 0
+    return {"rows_in": rows_in, "kept": n_kept, "duplicates": rows_in - n_kept, "files": files, "counts": counts}
+
+
+@dataclass
+class Plan:
+    inputs: list[InputFile]
+    chunks: list[tuple[InputFile, tuple]]
+    partitions: int
+    schema: dict[str, pl.DataType]
+    benchmark: Benchmark
+    snapshots: SnapshotTable
+
+    def fingerprint(self, config: CurateConfig) -> dict:
+        return {
+            "tool_version": __version__,
+            "inputs": [{"path": f.path, "size": f.size, "mtime_ns": os.stat(f.path).st_mtime_ns} for f in self.inputs],
+            "parameters": self.parameters(config),
+        }
+
+    def parameters(self, config: CurateConfig) -> dict:
+        return {
+            "benchmark": self.benchmark.name,
+            "granularity": self.benchmark.granularity,
+            "columns": dict(config.columns.renames),
+            "input_format": config.input_format,
+            "collinfo_sha256": self.snapshots.sha256,
+            "partitions": self.partitions,
+            "chunk_rows": config.chunk_rows,
+        }
+
+
+def make_plan(config: CurateConfig) -> Plan:
+    """Validate everything and decide the tasks; writes nothing."""
+    snapshots = SnapshotTable.load(config.collinfo)
+    bench = load_benchmark(config.benchmark).with_granularity(config.granularity)
+    if config.chunk_rows < 1 or config.partition_rows < 1 or (config.partitions is not None and config.partitions < 1):
+        raise UserError("--chunk-rows, --partition-rows and --partitions must be positive")
+    files = inspect_inputs(list(config.inputs), config.columns, config.input_format)
+    chunks = [(f, spec) for f in files for spec in reader(f.kind).chunks(f, config.chunk_rows)]
+    est = sum(f.estimated_rows() for f in files)
+    partitions = config.partitions or max(1, math.ceil(est / config.partition_rows))
+    schema = manifest_schema([(f.path, list(f.schema)) for f in files])
+    return Plan(files, chunks, partitions, schema, bench, snapshots)
+
+
+def _prepare_out(out: Path, fingerprint: dict, overwrite: bool) -> bool:
+    """Create or reuse the state folder; True when a finished curation of this plan is there."""
+    state = out / STATE_DIR
+    plan_path = state / "plan.json"
+    exists = (out / MANIFEST_DIR).exists() or (out / MANIFEST_JSON).exists() or state.exists()
+    if exists and overwrite:
+        for p in (out / MANIFEST_DIR, state):
+            shutil.rmtree(p, ignore_errors=True)
+        (out / MANIFEST_JSON).unlink(missing_ok=True)
+    elif exists:
+        previous = read_json(plan_path) if plan_path.exists() else None
+        if previous != fingerprint:
+            raise UserError(
+                f"{out}: holds a curation of other inputs or parameters; pass --overwrite to replace it, or choose another --out"
+            )
+        if (out / MANIFEST_JSON).exists():
+            return True
+    state.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(plan_path, fingerprint)
+    remove_tmp_leftovers(state)
+    return False
+
+
+def curate(config: CurateConfig, executor) -> dict:
+    """Run (or finish, or confirm) a curation; returns the manifest.json document."""
+    started = time.monotonic()
+    plan = make_plan(config)
+    out = Path(config.out).resolve()
+    fingerprint = plan.fingerprint(config)
+    if _prepare_out(out, fingerprint, config.overwrite):
+        log.info("%s: already curated from these inputs; nothing to do", out)
+        return read_json(out / MANIFEST_JSON)
+    state = out / STATE_DIR
+    work = state / "work"
+    map_tasks = [
+        Task(_map_key(i), map_chunk, (MapSpec(i, f, spec, plan.partitions, str(work), plan.snapshots, config.columns),), f.path)
+        for i, (f, spec) in enumerate(plan.chunks)
+    ]
+    map_stats = run_stage(executor, "read", map_tasks, state / "completions", config.progress)
+    map_keys = tuple(t.key for t in map_tasks)
+    schema = tuple(plan.schema.items())
+    reduce_tasks = [
+        Task(_reduce_key(p), reduce_partition, (ReduceSpec(p, map_keys, str(work), schema),), f"partition {p}")
+        for p in range(plan.partitions)
+    ]
+    reduce_stats = run_stage(executor, "dedupe", reduce_tasks, state / "completions", config.progress)
+    doc = _finalize(out, work, plan, config, [map_stats[t.key] for t in map_tasks], [reduce_stats[t.key] for t in reduce_tasks])
+    if not config.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(state / "completions", ignore_errors=True)
+    log.info("curated %d rows into %d in %.1fs", doc["ledger"]["rows_in"], doc["ledger"]["kept"], time.monotonic() - started)
+    return doc
+
+
+def _finalize(out: Path, work: Path, plan: Plan, config: CurateConfig, maps: list[dict], reduces: list[dict]) -> dict:
+    ledger = Ledger()
+    dropped = {r: sum(m["dropped"].get(r, 0) for m in maps) for r in REASONS}
+    rows_in = sum(m["rows_in"] for m in maps)
+    valid = sum(m["valid"] for m in maps)
+    ledger.add_stage("read", rows_in, valid, dropped=dropped)
+    ledger.add_stage(
+        "dedupe", sum(r["rows_in"] for r in reduces), sum(r["kept"] for r in reduces), duplicates=sum(r["duplicates"] for r in reduces)
+    )
+    ledger.close()
+    for p, r in enumerate(reduces):
+        for rel in r["files"]:
+            src = work / "reduce" / _reduce_key(p) / rel
+            dst = out / MANIFEST_DIR / rel
+            if src.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+            elif not dst.exists():
+                raise RuntimeError(f"reduce output {rel} of partition {p} is missing; rerun with --overwrite")
+    (out / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
+    counts = [tuple(c) for r in reduces for c in r["counts"]]
+    merged: dict[tuple, int] = {}
+    for y, m, s, n in counts:
+        merged[(y, m, s)] = merged.get((y, m, s), 0) + n
+    buckets, outside = bucket_table([(y, m, s, n) for (y, m, s), n in merged.items()], plan.benchmark)
+    years: dict[str, int] = {}
+    for (y, _, _), n in sorted(merged.items()):
+        years[str(y)] = years.get(str(y), 0) + n
+    per_kind: dict[str, dict[str, int]] = {}
+    for m in maps:
+        agg = per_kind.setdefault(m["kind"], {"files": 0, "rows": 0})
+        agg["rows"] += m["rows_in"]
+        for k, v in m["reader"].items():
+            agg[k] = agg.get(k, 0) + v
+    for kind in per_kind:
+        per_kind[kind]["files"] = sum(1 for f in plan.inputs if f.kind == kind)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "tic", "version": __version__, "command": "curate"},
+        "inputs": {
+            "files": [{"path": f.path, "kind": f.kind, "bytes": f.size} for f in plan.inputs],
+            "bytes": sum(f.size for f in plan.inputs),
+            "by_kind": per_kind,
+        },
+        "parameters": plan.parameters(config) | {"collinfo": plan.snapshots.source if config.collinfo else "shipped"},
+        "benchmark": plan.benchmark.to_json(),
+        "columns": {k: str(v) for k, v in plan.schema.items()},
+        "rows": ledger.kept,
+        "years": years,
+        "splits": {"train": ledger.kept},
+        "buckets": buckets,
+        "outside_buckets": outside,
+        "ledger": ledger.to_json(),
+    }
+    write_json_atomic(out / MANIFEST_JSON, doc)
+    return doc

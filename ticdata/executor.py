@@ -1,0 +1,169 @@
+"""Executors own parallelism, retries, completion markers and progress; steps stay pure.
+
+A stage is a list of Tasks with deterministic keys. Before running, a task whose completion
+marker exists is skipped and its recorded stats reused; after it returns, its stats are written
+as the marker (atomically). A run killed at any point and rerun therefore redoes only missing
+tasks, and since every task writes its outputs atomically under deterministic names, the result
+has the same bytes as an uninterrupted run.
+
+RayExecutor runs tasks on a local Ray instance (default) or an existing cluster; InlineExecutor
+runs them one by one in this process (debugging, tiny inputs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from tqdm import tqdm
+
+from ticdata.errors import UserError
+from ticdata.storage import read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    key: str  # deterministic: names the completion marker and the task's outputs
+    fn: Callable[..., dict]  # a module-level function returning JSON-able stats
+    args: tuple
+    describe: str  # the input it works on, for error messages
+
+
+class TaskFailed(RuntimeError):
+    """A task raised something that is not a UserError: a bug, reported with its input."""
+
+
+def _call(fn: Callable[..., dict], args: tuple) -> dict:
+    stats = fn(*args)
+    stats.setdefault("_host", socket.gethostname())
+    try:
+        import ray
+
+        if ray.is_initialized():
+            stats["_node"] = ray.get_runtime_context().get_node_id()
+    except Exception:  # pragma: no cover - Ray absent or not a worker
+        pass
+    return stats
+
+
+class InlineExecutor:
+    name = "inline"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def run(self, tasks: list[Task]) -> Iterator[tuple[Task, dict]]:
+        for t in tasks:
+            try:
+                yield t, _call(t.fn, t.args)
+            except UserError as e:
+                raise UserError(f"{t.describe}: {e}") from None
+
+
+def default_node_ip() -> str:
+    """Loopback address for a local Ray: 127.0.0.2 on Linux (Ray rewrites 127.0.0.1 to the LAN
+    address), 127.0.0.1 elsewhere; TIC_RAY_NODE_IP overrides."""
+    return os.environ.get("TIC_RAY_NODE_IP") or ("127.0.0.2" if platform.system() == "Linux" else "127.0.0.1")
+
+
+class RayExecutor:
+    """Tasks as Ray remote functions, spread over the nodes, retried if a worker dies."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, task_threads: int = 2, max_retries: int = 3):
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.num_cpus = num_cpus
+        self.task_threads = task_threads
+        self.max_retries = max_retries
+        self._owns_ray = False
+
+    def __enter__(self):
+        import ray
+
+        if not ray.is_initialized():
+            env = {"env_vars": {"POLARS_MAX_THREADS": str(self.task_threads), "RAY_USAGE_STATS_ENABLED": "0"}}
+            common = dict(logging_level=logging.WARNING, runtime_env=env, log_to_driver=True)
+            try:
+                if self.address:
+                    host = self.address.split("://")[-1].rsplit(":", 1)[0]
+                    node_ip = os.environ.get("TIC_RAY_NODE_IP") or (host if host.startswith("127.") else None)
+                    kw = {"_node_ip_address": node_ip} if node_ip else {}
+                    ray.init(address=self.address, **kw, **common)
+                else:
+                    ray.init(
+                        _node_ip_address=default_node_ip(),
+                        num_cpus=self.num_cpus,
+                        include_dashboard=False,
+                        object_store_memory=256 * 1024**2,
+                        **common,
+                    )
+            except ConnectionError as e:
+                raise UserError(f"cannot reach the Ray cluster at {self.address}: {e}; check --ray-address / RAY_ADDRESS")
+            self._owns_ray = True
+        return self
+
+    def __exit__(self, *exc):
+        if self._owns_ray:
+            import ray
+
+            ray.shutdown()
+        return False
+
+    def run(self, tasks: list[Task]) -> Iterator[tuple[Task, dict]]:
+        import ray
+        from ray.exceptions import RayTaskError
+
+        remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(_call)
+        pending = {remote.options(scheduling_strategy="SPREAD").remote(t.fn, t.args): t for t in tasks}
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    task = pending.pop(ref)
+                    try:
+                        yield task, ray.get(ref)
+                    except RayTaskError as e:
+                        cause = e.cause
+                        if isinstance(cause, UserError):
+                            raise UserError(f"{task.describe}: {cause}") from None
+                        raise TaskFailed(f"task {task.key} ({task.describe}) failed: {cause!r}") from e
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+
+def run_stage(executor, stage: str, tasks: list[Task], completions: Path, progress: bool = True) -> dict[str, dict]:
+    """Run the tasks not yet marked complete; return every task's stats, keyed by task key."""
+    completions.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+    todo = []
+    for t in tasks:
+        marker = completions / f"{t.key}.json"
+        if marker.exists():
+            results[t.key] = read_json(marker)
+        else:
+            todo.append(t)
+    if len(results):
+        log.info("%s: %d of %d tasks already complete", stage, len(results), len(tasks))
+    start = time.monotonic()
+    bar = tqdm(total=len(tasks), initial=len(results), desc=stage, unit="task", disable=not progress or None, file=sys.stderr, leave=False)
+    with bar:
+        for task, stats in executor.run(todo):
+            write_json_atomic(completions / f"{task.key}.json", stats)
+            results[task.key] = stats
+            bar.update(1)
+    log.info("%s: %d tasks done in %.1fs (%d run now)", stage, len(tasks), time.monotonic() - start, len(todo))
+    return results

@@ -1,0 +1,117 @@
+"""The manifest: Hive-partitioned Parquet by year plus manifest.json (counts, buckets, ledger).
+
+Layout: <out>/manifest/year=YYYY/part-NNNNN.parquet (year lives in the path, as Hive readers
+expect) and <out>/manifest.json. Readers: `scan_manifest` (Polars), or any Hive-aware tool
+(DuckDB `read_parquet(..., hive_partitioning=true)`, pyarrow.dataset with partitioning="hive").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from ticdata.benchmarks import Benchmark
+from ticdata.columns import EVIDENCE_OUTPUT, MANIFEST_CORE, carried_name
+from ticdata.errors import UserError
+from ticdata.storage import read_json
+
+SCHEMA_VERSION = 1
+MANIFEST_DIR = "manifest"
+MANIFEST_JSON = "manifest.json"
+
+
+def manifest_schema(input_schemas: list[tuple[str, list[tuple[str, pl.DataType]]]]) -> dict[str, pl.DataType]:
+    """The one schema every manifest file shares: core, then evidence present in any input, then
+    carried columns in first-seen order. Conflicting carried types are a user error."""
+    evidence = {c for _, cols in input_schemas for c, _ in cols if c in EVIDENCE_OUTPUT}
+    schema: dict[str, pl.DataType] = dict(MANIFEST_CORE)
+    schema.update({c: t for c, t in EVIDENCE_OUTPUT.items() if c in evidence})
+    origin: dict[str, str] = {}
+    for path, cols in input_schemas:
+        for name, dtype in cols:
+            if name in ("uid", "url", "text") or name in EVIDENCE_OUTPUT:
+                continue
+            out = carried_name(name)
+            if out not in schema or schema[out] == pl.Null:
+                schema[out], origin[out] = dtype, path
+            elif dtype != pl.Null and schema[out] != dtype:
+                raise UserError(
+                    f"{path}: column '{name}' has type {dtype} but {origin[out]} has {schema[out]}; make the inputs agree or curate them separately"
+                )
+    return {k: (pl.String if v == pl.Null else v) for k, v in schema.items()}
+
+
+def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Add missing columns as nulls, cast, and order as `schema` (extra columns are kept last)."""
+    exprs = [
+        (pl.col(name).cast(dtype) if name in df.columns else pl.lit(None, dtype=dtype)).alias(name)
+        for name, dtype in schema.items()
+    ]
+    extra = [c for c in df.columns if c not in schema]
+    return df.select(exprs + extra)
+
+
+def scan_manifest(out: str | Path) -> pl.LazyFrame:
+    """The manifest of a curated folder as one LazyFrame, `year` included (Int32)."""
+    root = Path(out) / MANIFEST_DIR
+    if not root.is_dir():
+        raise UserError(f"{out}: no {MANIFEST_DIR}/ folder; run `tic curate INPUT... --out {out}` first")
+    files = sorted(root.glob("year=*/*.parquet"))
+    if not files:
+        raise UserError(f"{root}: the manifest has no Parquet files (the curation kept no rows)")
+    lf = pl.scan_parquet(root, hive_partitioning=True)
+    return lf.with_columns(pl.col("year").cast(pl.Int32))
+
+
+def load_manifest_json(out: str | Path) -> dict:
+    path = Path(out) / MANIFEST_JSON
+    if not path.exists():
+        raise UserError(f"{out}: no {MANIFEST_JSON}; the folder is not a finished curation (run `tic curate ... --out {out}`)")
+    return read_json(path)
+
+
+def bucket_table(counts: list[tuple[int, int, str, int]], bench: Benchmark) -> tuple[dict, dict]:
+    """Per-bucket rows from (year, month, split, n) counts, and what falls outside every step."""
+    buckets: dict[str, dict] = {}
+    for step in bench.steps:
+        if bench.granularity == "year":
+            buckets[step.name] = {"rows": 0, "years": list(step.years), "step": step.name, "splits": {}}
+    outside: dict = {"rows": 0, "years": {}}
+    for year, month, split, n in sorted(counts):
+        name = bench.bucket_of(year, month)
+        if name is None:
+            outside["rows"] += n
+            outside["years"][str(year)] = outside["years"].get(str(year), 0) + n
+            continue
+        if name not in buckets:
+            step = bench.step_of_year(year)
+            buckets[name] = {"rows": 0, "years": [year], "months": [month], "step": step.name, "splits": {}}
+        b = buckets[name]
+        b["rows"] += n
+        b["splits"][split] = b["splits"].get(split, 0) + n
+    return buckets, outside
+
+
+def format_bucket_table(doc: dict) -> str:
+    """The bucket table and ledger of a manifest.json, as text for the terminal."""
+    lines = [f"benchmark {doc['benchmark']['name']} ({doc['benchmark']['granularity']} buckets)"]
+    lines.append(f"{'bucket':<12} {'years':<16} {'rows':>12}")
+    total = 0
+    for name, b in doc["buckets"].items():
+        years = b["years"]
+        span = f"{years[0]}-{years[-1]}" if len(years) > 1 else "".join(map(str, years))
+        lines.append(f"{name:<12} {span:<16} {b['rows']:>12,}")
+        total += b["rows"]
+    out = doc["outside_buckets"]
+    if out["rows"]:
+        yrs = sorted(int(y) for y in out["years"])
+        lines.append(f"{'(outside)':<12} {', '.join(map(str, yrs))[:16]:<16} {out['rows']:>12,}")
+    lines.append(f"{'total':<12} {'':<16} {total + out['rows']:>12,}")
+    led = doc["ledger"]
+    lines.append("")
+    lines.append(f"ledger: rows_in {led['rows_in']:,} = kept {led['kept']:,} + duplicates {led['duplicates']:,}"
+                 f" + dropped {sum(led['dropped'].values()):,}")
+    for reason, n in led["dropped"].items():
+        lines.append(f"  dropped {reason:<18} {n:>12,}")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""uid lists in DataComp's format: a .npy structured array of dtype `u8,u8`, sorted.
+
+A uid's 32 hex digits are two big-endian 64-bit halves (DataComp's resharder and the official
+TiC uid files use this layout). Loading never unpickles (`allow_pickle=False`).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ticdata.errors import UserError
+from ticdata.storage import write_bytes_atomic
+
+UID_DTYPE = np.dtype("u8,u8")
+
+
+def uids_to_array(uids: list[str]) -> np.ndarray:
+    """Hex uids -> sorted, de-duplicated `u8,u8` array."""
+    if not uids:
+        return np.zeros(0, dtype=UID_DTYPE)
+    try:
+        raw = bytes.fromhex("".join(uids))
+    except ValueError:
+        raise UserError("uid list: a uid is not hexadecimal; uids are 32 lowercase hex digits")
+    if len(raw) != 16 * len(uids):
+        raise UserError("uid list: a uid does not have 32 hex digits")
+    halves = np.frombuffer(raw, dtype=">u8").reshape(-1, 2).astype("<u8")
+    arr = np.empty(len(uids), dtype=UID_DTYPE)
+    arr["f0"], arr["f1"] = halves[:, 0], halves[:, 1]
+    return np.unique(arr)
+
+
+def array_to_uids(arr: np.ndarray) -> list[str]:
+    halves = np.empty((len(arr), 2), dtype=">u8")
+    halves[:, 0], halves[:, 1] = arr["f0"], arr["f1"]
+    h = halves.tobytes().hex()
+    return [h[i : i + 32] for i in range(0, len(h), 32)]
+
+
+def write_uid_file(path: Path, uids: list[str]) -> int:
+    arr = uids_to_array(uids)
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    write_bytes_atomic(Path(path), buf.getvalue())
+    return len(arr)
+
+
+def read_uid_file(path: Path) -> list[str]:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such uid file")
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: not a numpy uid file ({str(e).splitlines()[0]}); expected DataComp's `u8,u8` .npy")
+    if arr.dtype.names is None or len(arr.dtype.names) != 2 or any(arr.dtype[i] != np.dtype("u8") for i in range(2)):
+        raise UserError(f"{path}: dtype {arr.dtype} is not DataComp's `u8,u8` uid layout")
+    arr = arr.astype(UID_DTYPE)
+    return array_to_uids(arr)
