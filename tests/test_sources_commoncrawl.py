@@ -85,17 +85,17 @@ def _envelope(uri: str, date: str, html: dict | None) -> dict:
     }
 
 
-def write_wat(path: Path, records: list[dict], outer_date: str = "2020-01-10T00:00:00Z") -> Path:
+def write_wat(path: Path, records: list[dict | bytes], outer_date: str = "2020-01-10T00:00:00Z") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
         w = WARCWriter(fh, gzip=True)
         w.write_record(w.create_warcinfo_record(path.name, {"software": "test", "format": "WARC File Format 1.0"}))
         for doc in records:
-            uri = doc["Envelope"]["WARC-Header-Metadata"]["WARC-Target-URI"]
+            uri = doc["Envelope"]["WARC-Header-Metadata"]["WARC-Target-URI"] if isinstance(doc, dict) else "https://x.example/"
             rec = w.create_warc_record(
                 uri,
                 "metadata",
-                payload=io.BytesIO(json.dumps(doc).encode()),
+                payload=io.BytesIO(json.dumps(doc).encode() if isinstance(doc, dict) else doc),
                 warc_content_type="application/json",
                 warc_headers_dict={"WARC-Date": outer_date},
             )
@@ -111,6 +111,7 @@ def test_wat_links_dates_and_snapshot_from_path(tmp_path):
             _envelope("https://www.example.com/pets/index.html", "2019-12-06T10:11:12Z", {"Head": {"Title": "Pets"}, "Links": _wat_links()}),
             _envelope("https://site.example/page", "2019-12-07T00:00:01Z", {"Head": {"Base": "https://static.example.net/sub/"}, "Links": [{"path": "IMG@/src", "url": "x.jpg", "alt": "based"}]}),
             _envelope("https://site.example/request", "2019-12-07T00:00:02Z", None),  # no HTML-Metadata: no pairs
+            b'{"Envelope": {"Payload-Metadata": ',  # a record with broken JSON is counted, not fatal
         ],
     )
     assert detect_kind(path) == "warc"
@@ -126,7 +127,7 @@ def test_wat_links_dates_and_snapshot_from_path(tmp_path):
     assert times["based"] == "2019-12-07T00:00:01Z"
     assert set(df["snapshot"]) == {"CC-MAIN-2019-51"}
     assert set(df["source"]) == {str(path)}
-    assert stats == {"records": 4, "pages": 2, "images": 6, "images_without_alt": 2}
+    assert stats == {"records": 5, "pages": 2, "images": 6, "images_without_alt": 2, "bad_json": 1}
 
 
 def _response(w: WARCWriter, uri: str, body: bytes, content_type: str, date: str):
@@ -140,6 +141,7 @@ def test_plain_warc_base_href_charset_and_skips(tmp_path):
         '<img src="pic.png" alt="Caf\xe9  au&nbsp;lait">'
         '<img src="data:image/png;base64,AAAA" alt="inline">'
         '<img src="/abs.png" alt="rooted" />'
+        '<img src="http://[broken/x.png" alt="broken host">'
         "<script>var s = '<img src=\"fake.png\" alt=\"not markup\">';</script>"
         "</body></html>"
     ).encode("latin-1")
@@ -153,10 +155,14 @@ def test_plain_warc_base_href_charset_and_skips(tmp_path):
     assert path.read_bytes().startswith(b"WARC/")
     assert detect_kind(path) == "warc"
     df, stats = read_file(path)
-    assert pairs(df) == {"Caf\xe9 au lait": "https://cdn.example.com/assets/pic.png", "rooted": "https://cdn.example.com/abs.png"}
+    assert pairs(df) == {
+        "Caf\xe9 au lait": "https://cdn.example.com/assets/pic.png",
+        "rooted": "https://cdn.example.com/abs.png",
+        "broken host": "http://[broken/x.png",  # kept as written: dropping bad values is recover's job
+    }
     assert set(df["snapshot"]) == {"CC-MAIN-2023-50"}
     assert set(df["crawl_time"]) == {"2023-12-01T00:00:00Z"}
-    assert stats == {"records": 3, "pages": 1, "images": 2, "images_without_alt": 0}
+    assert stats == {"records": 3, "pages": 1, "images": 3, "images_without_alt": 0}
 
 
 def test_snapshot_is_null_without_warcinfo_or_path_id(tmp_path):

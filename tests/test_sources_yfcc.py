@@ -106,15 +106,16 @@ def test_header_order_and_crlf_do_not_matter(tmp_path):
     check(*read_all(path))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     n=st.integers(0, 12),
     chunk_rows=st.integers(1, 7),
     trailing_newline=st.booleans(),
     compress=st.booleans(),
     header=st.booleans(),
+    block=st.sampled_from([1, 2, 5, 33, 1 << 20]),
 )
-def test_chunks_cover_every_line_once(tmp_path_factory, n, chunk_rows, trailing_newline, compress, header):
+def test_chunks_cover_every_line_once(tmp_path_factory, n, chunk_rows, trailing_newline, compress, header, block):
     rows = [(str(2000 + i), "2010-01-01", str(1262304000 + i), f"t{i}", "", "0") for i in range(n)]
     data = header_tsv(rows) if header else full_tsv(rows, trailing_newline)
     if header and not trailing_newline and n:
@@ -124,9 +125,15 @@ def test_chunks_cover_every_line_once(tmp_path_factory, n, chunk_rows, trailing_
     path = tmp_path_factory.mktemp("chunks") / "f.tsv"
     path.write_bytes(gzip.compress(data) if compress else data)
     f = yfcc.inspect(path, COLS)
-    specs = yfcc.chunks(f, chunk_rows)
-    assert all(k <= chunk_rows for _, k in specs)
-    df, _ = read_all(path, chunk_rows)
+    saved, yfcc.BLOCK = yfcc.BLOCK, block  # small blocks put line ends on every side of a block edge
+    try:
+        specs = yfcc.chunks(f, chunk_rows)
+    finally:
+        yfcc.BLOCK = saved
+    assert all(0 < k <= chunk_rows for _, k in specs) or specs == [(specs[0][0], 0)]
+    assert sum(k for _, k in specs) == n
+    f_frames = [yfcc.read(f, spec, COLS)[0] for spec in specs]
+    df = pl.concat(f_frames)
     assert df["photoid"].to_list() == [r[0] for r in rows]
     assert df["dateuploaded"].to_list() == [int(r[2]) for r in rows]
 

@@ -4,6 +4,9 @@ WARC `response` records holding HTML give `<img src alt>` pairs; WAT `metadata` 
 `IMG@/src` links CommonCrawl already extracted. Each row keeps its capture's WARC-Date (`crawl_time`),
 the crawl id (`snapshot`) and the file path (`source`) as timestamp evidence; dating is recover's job.
 One chunk per file: warcio streams record by record, so memory holds one record plus the pairs.
+Stats: records, pages (HTML responses / WAT records with HTML-Metadata), images (img tags or IMG@/src
+links with a non-data: src), images_without_alt (not pairs), and bad_json (WAT records that are not
+JSON) when there are any. A record cut short is a UserError for the whole file.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import codecs
 import json
 import zlib
 from collections.abc import Iterator
+from contextlib import closing
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -97,14 +101,13 @@ def inspect(path: Path, columns: ColumnMap) -> InputFile:
     """Read the first record through, so a non-WARC gzip or a cut-off header fails here, before any work."""
     try:
         size = path.stat().st_size
-        records = _records(path)
-        first = next(records, None)
+        with closing(_records(path)) as records:
+            first = next(records, None)
+            if first is None:
+                raise _bad(path, "no WARC records: empty or truncated")
+            _finish(path, first)
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror}); check the path and its permissions")
-    if first is None:
-        raise _bad(path, "no WARC records: empty or truncated")
-    _finish(path, first)
-    records.close()
     return InputFile(path=str(path), kind=KIND, size=size, rows=None, schema=SCHEMA)
 
 
@@ -119,6 +122,14 @@ def _clean(text: str | None) -> str:
 
 def _uri(value: str | None) -> str | None:
     return value.strip().strip("<>") if value else None
+
+
+def _join(base: str, url: str) -> str:
+    """url made absolute against base; a malformed URL (e.g. a broken IPv6 host) is kept as written."""
+    try:
+        return urljoin(base, url)
+    except ValueError:
+        return url
 
 
 class _Images(HTMLParser):
@@ -219,7 +230,7 @@ def read(f: InputFile, spec: tuple, columns: ColumnMap) -> tuple[pl.DataFrame, d
         else:
             continue
         stats["pages"] += 1
-        page_base = urljoin(page or "", base) if base else (page or "")
+        page_base = _join(page or "", base) if base else (page or "")
         for src, alt in images:
             if not src or src.lower().startswith("data:"):
                 continue
@@ -227,6 +238,6 @@ def read(f: InputFile, spec: tuple, columns: ColumnMap) -> tuple[pl.DataFrame, d
             if not alt:
                 stats["images_without_alt"] += 1
                 continue
-            for name, value in zip(rows, (urljoin(page_base, src), alt, date, snapshot, f.path, page)):
+            for name, value in zip(rows, (_join(page_base, src), alt, date, snapshot, f.path, page)):
                 rows[name].append(value)
     return pl.DataFrame(rows, schema=dict(SCHEMA)), stats

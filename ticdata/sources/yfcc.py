@@ -6,7 +6,8 @@ A photo is one pair: its download URL and its URL-encoded title + description, d
 Chunks: `chunks()` makes one streaming pass that counts lines and notes the byte offset of every
 chunk_rows-th line, so a spec is (byte_offset, n_lines) in the decompressed text. A plain file seeks
 straight there; a gzip file re-inflates up to the offset (in C, no Python per line) — cheap next to
-holding 100M rows at once, and each task holds only its own lines.
+holding 100M rows at once, and each task holds only its own lines. Blank lines are not records.
+A header TSV needs downloadurl, title and dateuploaded; the other output columns are null when absent.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def chunks(f: InputFile, chunk_rows: int) -> list[tuple[int, int]]:
         with _open(f.path) as fh:
             fh.seek(offset)
             while block := fh.read(BLOCK):
-                n = block.count(b"\n")
+                n, last = block.count(b"\n"), block[-1:]
                 while lines + n >= chunk_rows:  # a chunk ends inside this block
                     cut = -1
                     for _ in range(chunk_rows - lines):
@@ -118,7 +119,6 @@ def chunks(f: InputFile, chunk_rows: int) -> list[tuple[int, int]]:
                     pos, block = start, block[cut + 1 :]
                 lines += n
                 pos += len(block)
-                last = block[-1:] or last
     except (OSError, EOFError, zlib.error) as e:
         raise _bad(f.path, e) from None
     lines += last != b"\n"  # a final line without newline
