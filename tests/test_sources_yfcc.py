@@ -66,7 +66,7 @@ def read_all(path: Path, chunk_rows: int = 1000):
         assert df.columns == f.columns == ["url", "text", "dateuploaded", "photoid", "pageurl", "datetaken", "licensename"]
         assert df.schema["dateuploaded"] == pl.Int64
         frames.append(df)
-        videos += stats["videos"]
+        videos += stats["dropped:video"]
     return pl.concat(frames), videos
 
 

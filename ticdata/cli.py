@@ -53,7 +53,7 @@ def cmd_synth_pool(args) -> int:
 
 def cmd_curate(args) -> int:
     from ticdata.columns import ColumnMap
-    from ticdata.curate import CurateConfig, curate
+    from ticdata.curate import CurateConfig, curate, finished, make_plan
     from ticdata.manifest import format_bucket_table
 
     config = CurateConfig(
@@ -71,8 +71,13 @@ def cmd_curate(args) -> int:
         keep_work=args.keep_work,
         progress=not args.quiet,
     )
-    with _executor(args) as ex:
-        doc = curate(config, ex)
+    plan = make_plan(config)  # validates every input before Ray starts or anything is written
+    doc = finished(config, plan)
+    if doc is not None:
+        log.info("%s is already curated from these inputs; nothing to do", config.out)
+    else:
+        with _executor(args) as ex:
+            doc = curate(config, ex, plan)
     print(format_bucket_table(doc))
     print(f"manifest: {Path(args.out).resolve() / 'manifest'}  ({doc['rows']:,} rows)")
     return 0
@@ -118,12 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tic {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+    # The same flags after the verb (`tic curate ... -q`); SUPPRESS keeps a flag given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or info logs")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logs")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     synth = sub.add_parser("synth", help="synthetic data for demos, tests and benchmarks",
                            description="Generate synthetic inputs that need no internet.")
     synth_sub = synth.add_subparsers(dest="what", metavar="WHAT", required=True)
-    sp = synth_sub.add_parser("pool", help="a CommonCrawl-style pool in DataComp's Parquet layout",
+    sp = synth_sub.add_parser("pool", parents=[common], help="a CommonCrawl-style pool in DataComp's Parquet layout",
                               description="A CommonCrawl-style pool (uid, url, text, source, crawl_time, ...) with "
                               "re-sightings of a uid across snapshots and files and bad rows at known rates; "
                               "the planted counts are written to OUT/synth.json.")
@@ -135,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_synth_pool)
 
     cp = sub.add_parser(
-        "curate", help="recover timestamps, deduplicate, split into year buckets",
+        "curate", parents=[common], help="recover timestamps, deduplicate, split into year buckets",
         description="Read pools (Parquet in DataComp's layout, CommonCrawl WARC/WAT, YFCC100M metadata, RedCaps "
         "annotations), date every row (exact capture/upload/post time, else its CommonCrawl snapshot's start), drop "
         "bad rows with a counted reason, keep each uid's earliest sighting and write OUT/manifest/year=YYYY/*.parquet "
@@ -163,13 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("uids", help="import and export uid lists in DataComp's format (.npy, u8,u8, sorted)",
                         description="Convert between curated buckets and DataComp/TiC uid files.")
     up_sub = up.add_subparsers(dest="what", metavar="WHAT", required=True)
-    ue = up_sub.add_parser("export", help="one .npy uid file per bucket of a curated folder",
+    ue = up_sub.add_parser("export", parents=[common], help="one .npy uid file per bucket of a curated folder",
                            description="Write OUT/<bucket>.npy (numpy `u8,u8`, sorted) for every bucket of DIR's manifest.")
     ue.add_argument("dir", help="a curated folder (holds manifest.json)")
     ue.add_argument("--out", required=True, help="folder for the .npy files")
     ue.add_argument("--split", default="train", help="rows of this split only, or 'all' (default train)")
     ue.set_defaults(func=cmd_uids_export)
-    ui = up_sub.add_parser("import", help="restrict a curated folder to the uids of given files",
+    ui = up_sub.add_parser("import", parents=[common], help="restrict a curated folder to the uids of given files",
                            description="Keep the rows of DIR whose uid is in one of the uid files; each file names a "
                            "bucket (BUCKET=FILE.npy, or FILE.npy whose stem is the bucket), written as a `bucket` column "
                            "to a new curated folder OUT. Listed uids absent from DIR are counted.")
@@ -179,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--overwrite", action="store_true", help="replace a manifest in OUT")
     ui.set_defaults(func=cmd_uids_import)
 
-    bp = sub.add_parser("benchmarks", help="list the shipped benchmark definitions",
+    bp = sub.add_parser("benchmarks", parents=[common], help="list the shipped benchmark definitions",
                         description="The shipped benchmark definitions (manifests/*.toml) and their steps.")
     bp.set_defaults(func=cmd_benchmarks)
     return parser

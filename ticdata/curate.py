@@ -95,6 +95,9 @@ def map_chunk(spec: MapSpec) -> dict:
     if raw.height >= 2**ROW_BITS:
         raise UserError(f"{spec.file.path}: a chunk holds {raw.height} rows; lower --chunk-rows")
     valid, dropped = recover_rows(raw, spec.snapshots, order_base=spec.index << ROW_BITS)
+    skipped = {k.split(":", 1)[1]: v for k, v in reader_stats.items() if k.startswith("dropped:")}
+    for reason, n in skipped.items():
+        dropped[reason] = dropped.get(reason, 0) + n
     final = Path(spec.work) / "map" / _map_key(spec.index)
     with atomic_dir(final) as tmp:
         if valid.height:
@@ -104,10 +107,10 @@ def map_chunk(spec: MapSpec) -> dict:
     return {
         "input": spec.file.path,
         "kind": spec.file.kind,
-        "rows_in": raw.height,
+        "rows_in": raw.height + sum(skipped.values()),
         "valid": valid.height,
         "dropped": dropped,
-        "reader": reader_stats,
+        "reader": {k: v for k, v in reader_stats.items() if not k.startswith("dropped:")},
     }
 
 
@@ -211,10 +214,22 @@ def _prepare_out(out: Path, fingerprint: dict, overwrite: bool) -> bool:
     return False
 
 
-def curate(config: CurateConfig, executor) -> dict:
-    """Run (or finish, or confirm) a curation; returns the manifest.json document."""
+def finished(config: CurateConfig, plan: Plan) -> dict | None:
+    """The manifest.json of a finished curation of exactly this plan at config.out, else None."""
+    out = Path(config.out).resolve()
+    plan_path = out / STATE_DIR / "plan.json"
+    if (out / MANIFEST_JSON).exists() and plan_path.exists() and read_json(plan_path) == plan.fingerprint(config):
+        return read_json(out / MANIFEST_JSON)
+    return None
+
+
+def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
+    """Run (or finish, or confirm) a curation; returns the manifest.json document.
+
+    Pass the `make_plan(config)` result when the inputs were validated already (the CLI does so
+    before starting Ray, so bad input fails fast)."""
     started = time.monotonic()
-    plan = make_plan(config)
+    plan = plan or make_plan(config)
     out = Path(config.out).resolve()
     fingerprint = plan.fingerprint(config)
     if _prepare_out(out, fingerprint, config.overwrite):
@@ -244,7 +259,8 @@ def curate(config: CurateConfig, executor) -> dict:
 
 def _finalize(out: Path, work: Path, plan: Plan, config: CurateConfig, maps: list[dict], reduces: list[dict]) -> dict:
     ledger = Ledger()
-    dropped = {r: sum(m["dropped"].get(r, 0) for m in maps) for r in REASONS}
+    reasons = list(REASONS) + sorted({r for m in maps for r in m["dropped"]} - set(REASONS))
+    dropped = {r: sum(m["dropped"].get(r, 0) for m in maps) for r in reasons}
     rows_in = sum(m["rows_in"] for m in maps)
     valid = sum(m["valid"] for m in maps)
     ledger.add_stage("read", rows_in, valid, dropped=dropped)

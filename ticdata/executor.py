@@ -94,6 +94,9 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
+            # Ray announces its (default, kept) token authentication on every start; tic's users
+            # need not read that each run.
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             env = {"env_vars": {"POLARS_MAX_THREADS": str(self.task_threads), "RAY_USAGE_STATS_ENABLED": "0"}}
             common = dict(logging_level=logging.WARNING, runtime_env=env, log_to_driver=True)
             try:

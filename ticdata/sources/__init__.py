@@ -7,7 +7,9 @@ A reader module exposes:
     chunks(f, chunk_rows)      -> list of chunk specs (hashable tuples) that bound memory per task
     read(f, spec, columns)     -> (polars DataFrame with exactly the columns of f.schema, in order,
                                    {stat: count} of what the reader saw but is not a pair, e.g.
-                                   images without alt text; empty for tabular formats)
+                                   images without alt text; empty for tabular formats).
+                                   A key "dropped:<reason>" counts input rows the reader
+                                   skipped (YFCC videos): they enter the ledger as dropped.
 
 Canonical columns are those of `ticdata.columns.CANONICAL`; any other column is carried through.
 Readers never compute timestamps or drop rows: that is `ticdata.recover`'s job.
@@ -44,7 +46,11 @@ class InputFile:
         return [name for name, _ in self.schema]
 
     def estimated_rows(self) -> int:
-        return self.rows if self.rows is not None else max(1, self.size // 200)
+        """Rows, or a guess from the size (about 200 bytes a row, gzip about 4x smaller)."""
+        if self.rows is not None:
+            return self.rows
+        factor = 4 if self.path.endswith(".gz") else 1
+        return max(1, self.size * factor // 200)
 
 
 def _readers():

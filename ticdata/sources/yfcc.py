@@ -168,4 +168,4 @@ def read(f: InputFile, spec: tuple[int, int], columns: ColumnMap) -> tuple[pl.Da
         "datetaken",
         "licensename",
     )
-    return out.select([pl.col(n).cast(t) for n, t in SCHEMA]), {"videos": videos}
+    return out.select([pl.col(n).cast(t) for n, t in SCHEMA]), {"dropped:video": videos}

@@ -1,0 +1,108 @@
+"""Reruns give identical bytes; a run killed mid-way and rerun finishes with identical bytes."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tree_digest
+from ticdata.curate import CurateConfig, curate
+from ticdata.executor import InlineExecutor, RayExecutor
+from ticdata.synth.pool import make_pool
+
+TIC = str(Path(sys.executable).with_name("tic"))
+CURATE_FLAGS = ["--chunk-rows", "4000", "--partition-rows", "6000"]
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pool")
+    make_pool(out, rows=60_000, seed=3, rows_per_file=15_000, row_group_rows=2_000)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(pool, tmp_path_factory) -> dict[str, str]:
+    """Digest of one uninterrupted in-process run."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    config = CurateConfig(inputs=(str(pool),), out=out, chunk_rows=4000, partition_rows=6000, progress=False)
+    curate(config, InlineExecutor())
+    digest = tree_digest(out)
+    assert len([k for k in digest if k.endswith(".parquet")]) > 10
+    return digest
+
+
+def test_rerun_and_executors_give_identical_bytes(pool, reference, tmp_path, ray_local):
+    config = CurateConfig(inputs=(str(pool),), out=tmp_path / "ray", chunk_rows=4000, partition_rows=6000, progress=False)
+    with RayExecutor() as ex:
+        curate(config, ex)
+    assert tree_digest(tmp_path / "ray") == reference
+    # A rerun into the finished folder changes nothing.
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("*") if p.is_file()}
+    with RayExecutor() as ex:
+        curate(config, ex)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("*") if p.is_file()} == mtimes
+    assert not (tmp_path / "ray" / ".tic" / "work").exists()
+
+
+def _markers(out: Path) -> list[str]:
+    d = out / ".tic" / "completions"
+    return sorted(p.name for p in d.glob("*.json")) if d.exists() else []
+
+
+def _run_and_kill(args: list[str], out: Path, until) -> None:
+    """Start `tic curate` in its own process group and SIGKILL the group once until(markers)."""
+    proc = subprocess.Popen([TIC, *args], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if until(_markers(out)):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before the kill point: {proc.stderr.read().decode()[-2000:]}"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kill_point",
+    [
+        pytest.param(lambda m: sum(k.startswith("map-") for k in m) >= 4, id="during-read"),
+        pytest.param(lambda m: sum(k.startswith("reduce-") for k in m) >= 2, id="during-dedupe"),
+    ],
+)
+def test_killed_ray_run_resumes_to_identical_bytes(pool, reference, tmp_path, kill_point):
+    out = tmp_path / "out"
+    args = ["curate", str(pool), "--out", str(out), *CURATE_FLAGS]
+    _run_and_kill(args, out, kill_point)
+    assert not (out / "manifest.json").exists()
+    done_before = _markers(out)
+    res = subprocess.run([TIC, *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "already complete" in res.stderr and f"{len([m for m in done_before if m.startswith('map-')])} of" in res.stderr
+    assert tree_digest(out) == reference
+
+
+def test_inline_run_killed_at_random_points_resumes_to_identical_bytes(pool, reference, tmp_path):
+    """Kill the single-process run several times at random moments, then let it finish."""
+    out = tmp_path / "out"
+    args = ["curate", str(pool), "--out", str(out), "--executor", "inline", *CURATE_FLAGS]
+    rnd = random.Random(11)
+    for _ in range(4):
+        proc = subprocess.Popen([TIC, *args], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rnd.uniform(1.0, 4.0))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    res = subprocess.run([TIC, *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert tree_digest(out) == reference
+    assert not list(out.rglob(".tmp-*"))
