@@ -22,6 +22,7 @@ def ray_local():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",
             _node_ip_address=default_node_ip(),
             num_cpus=2,
             include_dashboard=False,

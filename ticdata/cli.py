@@ -135,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = synth_sub.add_parser("pool", parents=[common], help="a CommonCrawl-style pool in DataComp's Parquet layout",
                               description="A CommonCrawl-style pool (uid, url, text, source, crawl_time, ...) with "
                               "re-sightings of a uid across snapshots and files and bad rows at known rates; "
-                              "the planted counts are written to OUT/synth.json.")
+                              "the planted counts are written to OUT/_synth.json.")
     sp.add_argument("--rows", type=_positive, required=True, help="number of rows to write")
-    sp.add_argument("--out", required=True, help="output folder (pool-NNNNN.parquet, synth.json)")
+    sp.add_argument("--out", required=True, help="output folder (pool-NNNNN.parquet, _synth.json)")
     sp.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give equal bytes (default 0)")
     sp.add_argument("--rows-per-file", type=_positive, default=1_000_000, help="rows per Parquet file (default 1,000,000)")
     sp.add_argument("--overwrite", action="store_true", help="replace an existing pool in OUT")

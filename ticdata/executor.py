@@ -78,6 +78,21 @@ def default_node_ip() -> str:
     return os.environ.get("TIC_RAY_NODE_IP") or ("127.0.0.2" if platform.system() == "Linux" else "127.0.0.1")
 
 
+def _use_token_if_available() -> None:
+    """Ray only sends its auth token to an explicit address when RAY_AUTH_MODE=token; turn that on
+    when a token is at hand (a cluster without auth accepts it too), unless the user chose a mode."""
+    has_token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").exists()
+    if "RAY_AUTH_MODE" not in os.environ and has_token:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray" in sys.modules:  # imported earlier: make Ray re-read its configuration
+            try:
+                from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+                _enable_token_auth()
+            except ImportError:  # pragma: no cover - another Ray version
+                pass
+
+
 class RayExecutor:
     """Tasks as Ray remote functions, spread over the nodes, retried if a worker dies."""
 
@@ -91,6 +106,8 @@ class RayExecutor:
         self._owns_ray = False
 
     def __enter__(self):
+        if self.address:
+            _use_token_if_available()  # before Ray reads its configuration on import
         import ray
 
         if not ray.is_initialized():
@@ -107,6 +124,7 @@ class RayExecutor:
                     ray.init(address=self.address, **kw, **common)
                 else:
                     ray.init(
+                        address="local",  # a new instance, never a stale `ray start` cluster on this machine
                         _node_ip_address=default_node_ip(),
                         num_cpus=self.num_cpus,
                         include_dashboard=False,
@@ -114,7 +132,10 @@ class RayExecutor:
                         **common,
                     )
             except ConnectionError as e:
-                raise UserError(f"cannot reach the Ray cluster at {self.address}: {e}; check --ray-address / RAY_ADDRESS")
+                raise UserError(
+                    f"cannot reach the Ray cluster at {self.address} ({e}); check --ray-address / RAY_ADDRESS, and for a "
+                    "cluster with token authentication set RAY_AUTH_TOKEN or ~/.ray/auth_token to its token"
+                )
             self._owns_ray = True
         return self
 

@@ -1,0 +1,43 @@
+"""`tic curate --ray-address` on a real two-node Ray cluster gives the bytes of a local run."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tree_digest
+from ray_cluster import two_node_cluster
+from ticdata.synth.pool import make_pool
+
+TIC = str(Path(sys.executable).with_name("tic"))
+
+
+@pytest.mark.slow
+def test_two_node_cluster_matches_local_run(tmp_path):
+    pool = tmp_path / "pool"
+    make_pool(pool, rows=40_000, seed=5, rows_per_file=10_000, row_group_rows=2_500)
+    flags = ["--chunk-rows", "5000", "--partition-rows", "8000", "-q"]
+    local = subprocess.run([TIC, "curate", str(pool), "--out", str(tmp_path / "local"), *flags], capture_output=True, text=True)
+    assert local.returncode == 0, local.stderr
+    token = secrets.token_hex(32)
+    with two_node_cluster(tmp_path, token) as (address, nodes):
+        assert len(nodes) == 2
+        assert all(n["ip"].startswith("127.") for n in nodes), nodes
+        assert {n["ip"] for n in nodes} == {"127.0.0.2", "127.0.0.3"}
+        out = tmp_path / "cluster"
+        res = subprocess.run(
+            [TIC, "curate", str(pool), "--out", str(out), "--ray-address", address, "--keep-work", *flags],
+            capture_output=True, text=True, timeout=600,
+            env={k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | {"RAY_AUTH_TOKEN": token},
+        )
+        assert res.returncode == 0, res.stderr
+    assert tree_digest(out) == tree_digest(tmp_path / "local")
+    # Both nodes did work: every completion marker names the node that ran the task.
+    ran_on = {json.loads(p.read_text())["_node"] for p in (out / ".tic" / "completions").glob("*.json")}
+    assert ran_on == {n["id"] for n in nodes}
