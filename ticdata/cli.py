@@ -67,6 +67,7 @@ def cmd_curate(args) -> int:
         partitions=args.partitions,
         partition_rows=args.partition_rows,
         chunk_rows=args.chunk_rows,
+        shuffle_compression=args.shuffle_compression,
         overwrite=args.overwrite,
         keep_work=args.keep_work,
         progress=not args.quiet,
@@ -164,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="target rows per partition; bounds the memory of a reduce task (default 1,000,000)")
     cp.add_argument("--chunk-rows", type=_positive, default=1_000_000, metavar="N",
                     help="rows per map task for Parquet inputs (whole row groups; default 1,000,000)")
+    cp.add_argument("--shuffle-compression", choices=["uncompressed", "lz4", "zstd"], default="uncompressed",
+                    help="compression of the intermediate partition files in OUT/.tic/work: uncompressed is fastest and "
+                    "needs about the pool's in-memory size in free disk; lz4 halves that, zstd quarters it (default uncompressed)")
     cp.add_argument("--overwrite", action="store_true", help="replace a curation of other inputs in OUT")
     cp.add_argument("--keep-work", action="store_true", help="keep OUT/.tic/work (map outputs) after success")
     _add_executor_flags(cp)

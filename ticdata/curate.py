@@ -57,6 +57,7 @@ class CurateConfig:
     partitions: int | None = None  # None: from the input size and partition_rows
     partition_rows: int = 1_000_000
     chunk_rows: int = 1_000_000
+    shuffle_compression: str = "uncompressed"  # map outputs: uncompressed (fastest), lz4 or zstd (less disk)
     overwrite: bool = False
     keep_work: bool = False
     progress: bool = True
@@ -71,6 +72,7 @@ class MapSpec:
     work: str
     snapshots: SnapshotTable
     columns: ColumnMap
+    compression: str
 
 
 @dataclass(frozen=True)
@@ -91,19 +93,24 @@ def _reduce_key(p: int) -> str:
 
 def map_chunk(spec: MapSpec) -> dict:
     """Read one chunk, recover timestamps, write valid rows into uid hash partitions."""
+    t0 = time.perf_counter()
     raw, reader_stats = reader(spec.file.kind).read(spec.file, spec.chunk, spec.columns)
+    t1 = time.perf_counter()
     if raw.height >= 2**ROW_BITS:
         raise UserError(f"{spec.file.path}: a chunk holds {raw.height} rows; lower --chunk-rows")
     valid, dropped = recover_rows(raw, spec.snapshots, order_base=spec.index << ROW_BITS)
     skipped = {k.split(":", 1)[1]: v for k, v in reader_stats.items() if k.startswith("dropped:")}
     for reason, n in skipped.items():
         dropped[reason] = dropped.get(reason, 0) + n
+    t2 = time.perf_counter()
     final = Path(spec.work) / "map" / _map_key(spec.index)
     with atomic_dir(final) as tmp:
         if valid.height:
             valid = valid.with_columns(_part=partition_index(spec.partitions))
             for (part,), frame in sorted(valid.partition_by("_part", as_dict=True).items()):
-                frame.drop("_part").write_ipc(tmp / f"p-{part:05d}.arrow", compression="lz4")
+                frame.drop("_part").write_ipc(
+                    tmp / f"p-{part:05d}.arrow", compression=spec.compression, compat_level=pl.CompatLevel.newest()
+                )
     return {
         "input": spec.file.path,
         "kind": spec.file.kind,
@@ -111,6 +118,7 @@ def map_chunk(spec: MapSpec) -> dict:
         "valid": valid.height,
         "dropped": dropped,
         "reader": {k: v for k, v in reader_stats.items() if not k.startswith("dropped:")},
+        "_seconds": {"read": t1 - t0, "recover": t2 - t1, "write": time.perf_counter() - t2},
     }
 
 
@@ -119,6 +127,7 @@ def reduce_partition(spec: ReduceSpec) -> dict:
     schema = dict(spec.schema)
     obs_schema = {k: v for k, v in schema.items() if k not in ("month", "n_seen", "split")}
     obs_schema["_order"] = pl.Int64
+    t0 = time.perf_counter()
     frames = []
     for key in spec.map_keys:
         path = Path(spec.work) / "map" / key / f"p-{spec.partition:05d}.arrow"
@@ -129,8 +138,12 @@ def reduce_partition(spec: ReduceSpec) -> dict:
     final = Path(spec.work) / "reduce" / _reduce_key(spec.partition)
     with atomic_dir(final) as tmp:
         if frames:
-            kept = earliest_per_uid(pl.concat(frames, how="vertical"))
+            both = pl.concat(frames, how="vertical")
             del frames
+            t1 = time.perf_counter()
+            kept = earliest_per_uid(both)
+            del both
+            t2 = time.perf_counter()
             kept = kept.with_columns(
                 year=pl.col("ts").dt.year().cast(pl.Int32),
                 month=pl.col("ts").dt.month().cast(pl.Int8),
@@ -139,14 +152,16 @@ def reduce_partition(spec: ReduceSpec) -> dict:
             for (year,), part in sorted(kept.partition_by("year", as_dict=True).items()):
                 rel = f"year={year}/part-{spec.partition:05d}.parquet"
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                conform(part.drop("year"), schema).write_parquet(tmp / rel, compression="zstd", statistics=True)
+                conform(part.drop("year"), schema).write_parquet(tmp / rel, compression="zstd", compression_level=1, statistics=True)
                 files.append(rel)
             grouped = kept.group_by(["year", "month", "split"]).len().sort(["year", "month", "split"])
             counts = [[int(y), int(m), str(s), int(n)] for y, m, s, n in grouped.iter_rows()]
             n_kept = kept.height
         else:
             n_kept = 0
-    return {"rows_in": rows_in, "kept": n_kept, "duplicates": rows_in - n_kept, "files": files, "counts": counts}
+            t1 = t2 = time.perf_counter()
+    seconds = {"read": t1 - t0, "dedupe": t2 - t1, "write": time.perf_counter() - t2}
+    return {"rows_in": rows_in, "kept": n_kept, "duplicates": rows_in - n_kept, "files": files, "counts": counts, "_seconds": seconds}
 
 
 @dataclass
@@ -181,6 +196,8 @@ def make_plan(config: CurateConfig) -> Plan:
     """Validate everything and decide the tasks; writes nothing."""
     snapshots = SnapshotTable.load(config.collinfo)
     bench = load_benchmark(config.benchmark).with_granularity(config.granularity)
+    if config.shuffle_compression not in ("uncompressed", "lz4", "zstd"):
+        raise UserError(f"--shuffle-compression {config.shuffle_compression!r}: choose uncompressed, lz4 or zstd")
     if config.chunk_rows < 1 or config.partition_rows < 1 or (config.partitions is not None and config.partitions < 1):
         raise UserError("--chunk-rows, --partition-rows and --partitions must be positive")
     files = inspect_inputs(list(config.inputs), config.columns, config.input_format)
@@ -238,7 +255,7 @@ def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
     state = out / STATE_DIR
     work = state / "work"
     map_tasks = [
-        Task(_map_key(i), map_chunk, (MapSpec(i, f, spec, plan.partitions, str(work), plan.snapshots, config.columns),), f.path)
+        Task(_map_key(i), map_chunk, (MapSpec(i, f, spec, plan.partitions, str(work), plan.snapshots, config.columns, config.shuffle_compression),), f.path)
         for i, (f, spec) in enumerate(plan.chunks)
     ]
     map_stats = run_stage(executor, "read", map_tasks, state / "completions", config.progress)

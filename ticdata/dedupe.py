@@ -3,6 +3,9 @@
 A uid keeps its earliest timestamp and the url/text (and carried columns) of that row; ties on the
 timestamp go to the row that comes first in input order (files sorted by path, then row number),
 so the result does not depend on partitioning or task order. n_seen counts the uid's valid rows.
+
+The winners are found on the three key columns alone (uid, ts, _order) and the wide rows are
+then filtered in place, which keeps input order and avoids reordering every column.
 """
 
 from __future__ import annotations
@@ -11,13 +14,19 @@ import polars as pl
 
 
 def earliest_per_uid(df: pl.DataFrame) -> pl.DataFrame:
-    """Rows of `df` (with uid, ts, _order) reduced to one per uid, sorted by uid, with n_seen."""
+    """Rows of `df` (with uid, ts, _order) reduced to one per uid, in input order, with n_seen."""
     if df.height == 0:
         return df.drop("_order").with_columns(n_seen=pl.lit(0, dtype=pl.UInt32)).clear()
-    df = df.sort(["uid", "ts", "_order"])
-    runs = df.select(pl.col("uid").rle().struct.field("len").cast(pl.UInt32).alias("n_seen"))
-    first = df.filter((pl.col("uid") != pl.col("uid").shift(1)).fill_null(True))
-    return first.drop("_order").with_columns(runs["n_seen"])
+    if not df["_order"].is_sorted():
+        df = df.sort("_order")
+    winners = (
+        df.select("uid", "ts", "_order")
+        .group_by("uid")
+        .agg(pl.col("_order").sort_by(["ts", "_order"]).first(), n_seen=pl.len().cast(pl.UInt32))
+        .sort("_order")
+    )
+    kept = df.filter(pl.col("_order").is_in(winners["_order"].implode()))
+    return kept.drop("_order").with_columns(winners["n_seen"])
 
 
 def partition_index(n_partitions: int) -> pl.Expr:

@@ -98,7 +98,7 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, task_threads: int = 2, max_retries: int = 3):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, task_threads: int = 1, max_retries: int = 3):
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.num_cpus = num_cpus
         self.task_threads = task_threads

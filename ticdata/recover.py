@@ -44,11 +44,28 @@ def uid_of(url: str, text: str) -> str:
     return xxhash.xxh3_128_hexdigest((url + "\x00" + text).encode("utf-8", "surrogatepass"))
 
 
+def _in_range(e: pl.Expr) -> pl.Expr:
+    return pl.when((e >= MIN_TS) & (e < MAX_TS)).then(e).otherwise(None)
+
+
+def _parse_strings(s: pl.Series) -> pl.Series:
+    """Strings in any of TIME_FORMATS -> Datetime(us, UTC). The first format (WARC-Date's) parses
+    nearly every row; the others run only on the rows it left unparsed, which keeps this cheap."""
+    out = s.str.to_datetime(TIME_FORMATS[0], time_unit="us", time_zone="UTC", strict=False)
+    for fmt in TIME_FORMATS[1:]:
+        todo = (out.is_null() & s.is_not_null()).arg_true()
+        if todo.len() == 0:
+            break
+        parsed = s.gather(todo).str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
+        out = out.scatter(todo, parsed)
+    return out
+
+
 def _parse_time(col: str, dtype: pl.DataType) -> pl.Expr:
     """Any accepted evidence type -> Datetime(us, UTC), null where unparsable or out of range."""
     c = pl.col(col)
     if dtype == pl.String:
-        e = pl.coalesce([c.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False) for f in TIME_FORMATS])
+        e = c.map_batches(_parse_strings, return_dtype=TS_TYPE)
     elif isinstance(dtype, pl.Datetime):
         e = c.dt.replace_time_zone("UTC") if dtype.time_zone is None else c.dt.convert_time_zone("UTC")
         e = e.dt.cast_time_unit("us")
@@ -59,8 +76,7 @@ def _parse_time(col: str, dtype: pl.DataType) -> pl.Expr:
     else:  # numbers: epoch seconds
         micros = (c.cast(pl.Float64, strict=False) * 1_000_000).round().cast(pl.Int64, strict=False)
         e = pl.from_epoch(micros, time_unit="us").dt.replace_time_zone("UTC")
-    e = e.cast(TS_TYPE)
-    return pl.when((e >= MIN_TS) & (e < MAX_TS)).then(e).otherwise(None)
+    return _in_range(e.cast(TS_TYPE))
 
 
 def _blank(col: str) -> pl.Expr:

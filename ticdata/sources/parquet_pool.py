@@ -81,28 +81,25 @@ def inspect(path: Path, columns: ColumnMap) -> InputFile:
     )
 
 
-def chunks(f: InputFile, chunk_rows: int) -> list[tuple[int, ...]]:
-    """Runs of consecutive row groups of about chunk_rows rows each."""
+def chunks(f: InputFile, chunk_rows: int) -> list[tuple[int, int]]:
+    """(first row, rows) spans made of whole row groups, about chunk_rows rows each."""
     meta = pq.ParquetFile(f.path).metadata
-    groups: list[tuple[int, ...]] = []
-    current: list[int] = []
-    rows = 0
+    spans: list[tuple[int, int]] = []
+    start = rows = 0
     for i in range(meta.num_row_groups):
         n = meta.row_group(i).num_rows
-        if current and rows + n > chunk_rows:
-            groups.append(tuple(current))
-            current, rows = [], 0
-        current.append(i)
+        if rows and rows + n > chunk_rows:
+            spans.append((start, rows))
+            start, rows = start + rows, 0
         rows += n
-    if current or not groups:
-        groups.append(tuple(current))
-    return groups
+    if rows or not spans:
+        spans.append((start, rows))
+    return spans
 
 
-def read(f: InputFile, spec: tuple[int, ...], columns: ColumnMap) -> tuple[pl.DataFrame, dict[str, int]]:
-    pf = pq.ParquetFile(f.path)
-    table = pf.read_row_groups(list(spec)) if spec else pf.schema_arrow.empty_table()
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
+def read(f: InputFile, spec: tuple[int, int], columns: ColumnMap) -> tuple[pl.DataFrame, dict[str, int]]:
+    start, rows = spec
+    # Polars' reader with a row slice reads only the row groups the slice covers.
+    df = pl.scan_parquet(f.path).slice(start, rows).collect()
     df = df.rename(dict(f.rename))
     return df.select([pl.col(n).cast(t) for n, t in f.schema]), {}

@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""Benchmark `tic curate` against one DuckDB query doing the same job on the same files.
+
+For the full size and a quarter of it: make a synthetic pool (`tic synth pool`), then run, several
+times each and alternating, `tic curate POOL --out ...` (local Ray, all cores) and a DuckDB COPY
+that validates, dates, deduplicates (earliest row per uid, n_seen) and writes Parquet partitioned
+by year. (The query uses window functions with QUALIFY: the GROUP BY + arg_min formulation took
+2.5-4x longer and 2-3x the memory at 4M-16M rows, so the faster one is the peer.) Prints median wall time, rows/s, the ratio, and peak memory of each process tree (sum of
+PSS over the process and its descendants, sampled every 0.2 s; Ray's raylet, GCS and workers are
+children of the driver).
+
+    .venv/bin/python scripts/bench_curate.py              # 16M rows and 4M rows, 3 runs each
+    .venv/bin/python scripts/bench_curate.py --rows 2000000 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAP_RE = r"(CC-MAIN-\d{4}(?:-\d{2,4})?)(?:\D|$)"
+
+DUCKDB_JOB = r"""
+import json, sys, duckdb
+pool, out, collinfo, threads, snap_re = sys.argv[1:6]
+con = duckdb.connect()
+con.execute(f"SET threads={int(threads)}; SET TimeZone='UTC'; SET preserve_insertion_order=false").fetchall()
+con.execute("CREATE TABLE crawls (id VARCHAR, start TIMESTAMPTZ)").fetchall()
+con.executemany("INSERT INTO crawls VALUES (?, ?::TIMESTAMP AT TIME ZONE 'UTC')",
+                [(c["id"], c["from"]) for c in json.load(open(collinfo))])
+con.execute('''
+COPY (
+  WITH raw AS (
+    SELECT *, try_strptime(crawl_time, '%Y-%m-%dT%H:%M:%SZ')::TIMESTAMP AT TIME ZONE 'UTC' AS ct,
+           nullif(regexp_extract(source, '@SNAP_RE@', 1), '') AS snap
+    FROM read_parquet('@POOL@/pool-*.parquet', filename=true, file_row_number=true)
+  ),
+  dated AS (
+    SELECT r.*, coalesce(CASE WHEN ct >= TIMESTAMPTZ '1990-01-01 00:00:00+00' AND ct < TIMESTAMPTZ '2100-01-01 00:00:00+00' THEN ct END, c.start) AS ts
+    FROM raw r LEFT JOIN crawls c ON c.id = r.snap
+  ),
+  valid AS (
+    SELECT * FROM dated
+    WHERE url IS NOT NULL AND trim(url) <> '' AND text IS NOT NULL AND trim(text) <> ''
+      AND regexp_full_match(uid, '[0-9a-f]{32}') AND ts IS NOT NULL
+  )
+  SELECT uid, url, text, ts, count(*) OVER (PARTITION BY uid) AS n_seen, snap AS first_snapshot,
+         original_width, original_height, clip_b32_similarity_score, year(ts) AS year, month(ts) AS month
+  FROM valid
+  QUALIFY row_number() OVER (PARTITION BY uid ORDER BY ts, filename, file_row_number) = 1
+) TO '@OUT@' (FORMAT parquet, PARTITION_BY (year), COMPRESSION zstd)
+'''.replace('@POOL@', pool).replace('@OUT@', out).replace('@SNAP_RE@', snap_re)).fetchall()
+"""
+
+
+def sample_tree(proc: psutil.Process, stop: threading.Event, peaks: dict) -> None:
+    while not stop.is_set():
+        total, biggest = 0, 0
+        try:
+            procs = [proc] + proc.children(recursive=True)
+        except psutil.Error:
+            break
+        for p in procs:
+            try:
+                mem = p.memory_full_info()
+            except psutil.Error:
+                continue
+            total += getattr(mem, "pss", mem.rss)
+            biggest = max(biggest, mem.rss)
+        peaks["tree"] = max(peaks.get("tree", 0), total)
+        peaks["process"] = max(peaks.get("process", 0), biggest)
+        stop.wait(0.2)
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, dict]:
+    start = time.perf_counter()
+    p = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    peaks: dict = {}
+    stop = threading.Event()
+    t = threading.Thread(target=sample_tree, args=(p, stop, peaks), daemon=True)
+    t.start()
+    _, err = p.communicate()
+    wall = time.perf_counter() - start
+    stop.set()
+    t.join()
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed:\n{err.decode()[-3000:]}")
+    return wall, peaks
+
+
+def ensure_pool(root: Path, rows: int) -> Path:
+    pool = root / f"pool-{rows}"
+    summary = pool / "_synth.json"
+    if summary.exists() and json.loads(summary.read_text())["rows"] == rows:
+        return pool
+    print(f"making a {rows:,}-row pool in {pool} ...", flush=True)
+    subprocess.run([str(BIN / "tic"), "synth", "pool", "--rows", str(rows), "--out", str(pool), "--overwrite"], check=True)
+    return pool
+
+
+def bench_size(root: Path, rows: int, repeats: int, threads: int) -> dict:
+    pool = ensure_pool(root, rows)
+    collinfo = REPO / "ticdata" / "data" / "collinfo.json"
+    ours, duck = [], []
+    for i in range(repeats):
+        out = root / "out-tic"
+        shutil.rmtree(out, ignore_errors=True)
+        wall, peaks = timed([str(BIN / "tic"), "curate", str(pool), "--out", str(out), "-q"])
+        ours.append((wall, peaks))
+        doc = json.loads((out / "manifest.json").read_text())
+        dout = root / "out-duckdb"
+        shutil.rmtree(dout, ignore_errors=True)
+        wall_d, peaks_d = timed([sys.executable, "-c", DUCKDB_JOB, str(pool), str(dout), str(collinfo), str(threads), SNAP_RE])
+        duck.append((wall_d, peaks_d))
+        print(f"  run {i + 1}: tic {wall:6.1f}s  duckdb {wall_d:6.1f}s", flush=True)
+    import polars as pl
+
+    kept_duck = pl.scan_parquet(str(root / "out-duckdb" / "**" / "*.parquet")).select(pl.len()).collect().item()
+    assert kept_duck == doc["ledger"]["kept"], (kept_duck, doc["ledger"]["kept"])
+    med = lambda xs: statistics.median(x[0] for x in xs)  # noqa: E731
+    peak = lambda xs, k: max(x[1].get(k, 0) for x in xs)  # noqa: E731
+    return {
+        "rows": rows,
+        "kept": doc["ledger"]["kept"],
+        "tic_s": med(ours),
+        "duckdb_s": med(duck),
+        "tic_tree_gib": peak(ours, "tree") / 2**30,
+        "tic_process_gib": peak(ours, "process") / 2**30,
+        "duckdb_tree_gib": peak(duck, "tree") / 2**30,
+        "runs": repeats,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=16_000_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workdir", default=os.environ.get("TIC_BENCH_DIR", str(Path(tempfile.gettempdir()) / "tic-bench")))
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="DuckDB threads (default: all cores)")
+    ap.add_argument("--keep", action="store_true", help="keep the pools for the next run")
+    args = ap.parse_args()
+    root = Path(args.workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for rows in (args.rows // 4, args.rows):
+            print(f"{rows:,} rows:", flush=True)
+            results.append(bench_size(root, rows, args.repeats, args.threads))
+    finally:
+        for d in root.glob("out-*"):
+            shutil.rmtree(d, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print()
+    print(f"{'rows':>12} {'tic s':>8} {'duckdb s':>9} {'tic/duckdb':>10} {'tic rows/s':>11} {'duckdb rows/s':>13}"
+          f" {'tic peak GiB':>12} {'(1 proc)':>8} {'duckdb GiB':>10}")
+    for r in results:
+        print(f"{r['rows']:>12,} {r['tic_s']:>8.1f} {r['duckdb_s']:>9.1f} {r['tic_s'] / r['duckdb_s']:>10.2f}"
+              f" {r['rows'] / r['tic_s']:>11,.0f} {r['rows'] / r['duckdb_s']:>13,.0f}"
+              f" {r['tic_tree_gib']:>12.2f} {r['tic_process_gib']:>8.2f} {r['duckdb_tree_gib']:>10.2f}")
+    small, big = results
+    print(f"\nmedians of {args.repeats} runs; x{big['rows'] / small['rows']:.0f} rows -> tic time x{big['tic_s'] / small['tic_s']:.2f},"
+          f" duckdb time x{big['duckdb_s'] / small['duckdb_s']:.2f}, tic peak memory x{big['tic_tree_gib'] / small['tic_tree_gib']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
