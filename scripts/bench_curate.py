@@ -6,8 +6,9 @@ times each and alternating, `tic curate POOL --out ...` (local Ray, all cores) a
 that validates, dates, deduplicates (earliest row per uid, n_seen) and writes Parquet partitioned
 by year. (The query uses window functions with QUALIFY: the GROUP BY + arg_min formulation took
 2.5-4x longer and 2-3x the memory at 4M-16M rows, so the faster one is the peer.) Prints median wall time, rows/s, the ratio, and peak memory of each process tree (sum of
-PSS over the process and its descendants, sampled every 0.2 s; Ray's raylet, GCS and workers are
-children of the driver).
+RSS over the process and its descendants, sampled every 0.2 s; Ray's raylet, GCS and workers are
+children of the driver; shared pages count once per process, so the sum overstates tic's, which
+has several processes, and not DuckDB's single one).
 
     .venv/bin/python scripts/bench_curate.py              # 16M rows and 4M rows, 3 runs each
     .venv/bin/python scripts/bench_curate.py --rows 2000000 --repeats 2
@@ -75,11 +76,11 @@ def sample_tree(proc: psutil.Process, stop: threading.Event, peaks: dict) -> Non
             break
         for p in procs:
             try:
-                mem = p.memory_full_info()
+                rss = p.memory_info().rss  # cheap (statm); PSS via smaps cost a core on 2-core machines
             except psutil.Error:
                 continue
-            total += getattr(mem, "pss", mem.rss)
-            biggest = max(biggest, mem.rss)
+            total += rss
+            biggest = max(biggest, rss)
         peaks["tree"] = max(peaks.get("tree", 0), total)
         peaks["process"] = max(peaks.get("process", 0), biggest)
         stop.wait(0.2)

@@ -106,3 +106,18 @@ def test_inline_run_killed_at_random_points_resumes_to_identical_bytes(pool, ref
     assert res.returncode == 0, res.stderr
     assert tree_digest(out) == reference
     assert not list(out.rglob(".tmp-*"))
+
+
+def test_lost_intermediate_files_are_recomputed(pool, reference, tmp_path):
+    """Killed mid-dedupe, then the scratch --work-dir is wiped: the rerun redoes what it lost."""
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    args = ["curate", str(pool), "--out", str(out), "--executor", "inline", "--work-dir", str(scratch), *CURATE_FLAGS]
+    _run_and_kill(args, out, lambda m: sum(k.startswith("reduce-") for k in m) >= 2)
+    assert list(scratch.glob("tic-curate-*/map/map-*"))
+    import shutil
+
+    shutil.rmtree(scratch)
+    res = subprocess.run([TIC, *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert tree_digest(out) == reference
+    assert not list(scratch.glob("tic-curate-*"))

@@ -70,6 +70,7 @@ def cmd_curate(args) -> int:
         shuffle_compression=args.shuffle_compression,
         overwrite=args.overwrite,
         keep_work=args.keep_work,
+        work_dir=Path(args.work_dir) if args.work_dir else None,
         progress=not args.quiet,
     )
     plan = make_plan(config)  # validates every input before Ray starts or anything is written
@@ -168,8 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--shuffle-compression", choices=["uncompressed", "lz4", "zstd"], default="uncompressed",
                     help="compression of the intermediate partition files in OUT/.tic/work: uncompressed is fastest and "
                     "needs about the pool's in-memory size in free disk; lz4 halves that, zstd quarters it (default uncompressed)")
-    cp.add_argument("--overwrite", action="store_true", help="replace a curation of other inputs in OUT")
-    cp.add_argument("--keep-work", action="store_true", help="keep OUT/.tic/work (map outputs) after success")
+    cp.add_argument("--overwrite", action="store_true", help="replace a curation of other inputs or parameters in OUT (a finished one of the same inputs is kept)")
+    cp.add_argument("--keep-work", action="store_true", help="keep the intermediate files and task markers after success")
+    cp.add_argument("--work-dir", metavar="DIR",
+                    help="where the intermediate partition files go (default OUT/.tic/work), e.g. a fast local disk; "
+                    "on a cluster it must be visible to every node. Completion markers stay in OUT/.tic")
     _add_executor_flags(cp)
     cp.set_defaults(func=cmd_curate)
 

@@ -10,6 +10,7 @@ once manifest.json, the mark of a finished curation, is written.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -60,6 +61,7 @@ class CurateConfig:
     shuffle_compression: str = "uncompressed"  # map outputs: uncompressed (fastest), lz4 or zstd (less disk)
     overwrite: bool = False
     keep_work: bool = False
+    work_dir: Path | None = None  # intermediate files; None: OUT/.tic/work (a cluster needs shared storage)
     progress: bool = True
 
 
@@ -209,22 +211,24 @@ def make_plan(config: CurateConfig) -> Plan:
 
 
 def _prepare_out(out: Path, fingerprint: dict, overwrite: bool) -> bool:
-    """Create or reuse the state folder; True when a finished curation of this plan is there."""
+    """Create or reuse the state folder; True when a finished curation of this plan is there.
+
+    A folder holding a curation of other inputs or parameters is refused, or with `overwrite`
+    cleared; a finished or interrupted curation of the same plan is reused either way."""
     state = out / STATE_DIR
     plan_path = state / "plan.json"
     exists = (out / MANIFEST_DIR).exists() or (out / MANIFEST_JSON).exists() or state.exists()
-    if exists and overwrite:
-        for p in (out / MANIFEST_DIR, state):
-            shutil.rmtree(p, ignore_errors=True)
-        (out / MANIFEST_JSON).unlink(missing_ok=True)
-    elif exists:
-        previous = read_json(plan_path) if plan_path.exists() else None
-        if previous != fingerprint:
+    same_plan = plan_path.exists() and read_json(plan_path) == fingerprint
+    if exists and same_plan and (out / MANIFEST_JSON).exists():
+        return True
+    if exists and not same_plan:
+        if not overwrite:
             raise UserError(
                 f"{out}: holds a curation of other inputs or parameters; pass --overwrite to replace it, or choose another --out"
             )
-        if (out / MANIFEST_JSON).exists():
-            return True
+        for p in (out / MANIFEST_DIR, state):
+            shutil.rmtree(p, ignore_errors=True)
+        (out / MANIFEST_JSON).unlink(missing_ok=True)
     state.mkdir(parents=True, exist_ok=True)
     write_json_atomic(plan_path, fingerprint)
     remove_tmp_leftovers(state)
@@ -253,25 +257,55 @@ def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
         log.info("%s: already curated from these inputs; nothing to do", out)
         return read_json(out / MANIFEST_JSON)
     state = out / STATE_DIR
-    work = state / "work"
+    completions = state / "completions"
+    work = _work_dir(config, out)
     map_tasks = [
         Task(_map_key(i), map_chunk, (MapSpec(i, f, spec, plan.partitions, str(work), plan.snapshots, config.columns, config.shuffle_compression),), f.path)
         for i, (f, spec) in enumerate(plan.chunks)
     ]
-    map_stats = run_stage(executor, "read", map_tasks, state / "completions", config.progress)
     map_keys = tuple(t.key for t in map_tasks)
     schema = tuple(plan.schema.items())
     reduce_tasks = [
         Task(_reduce_key(p), reduce_partition, (ReduceSpec(p, map_keys, str(work), schema),), f"partition {p}")
         for p in range(plan.partitions)
     ]
-    reduce_stats = run_stage(executor, "dedupe", reduce_tasks, state / "completions", config.progress)
+    _forget_lost_outputs(completions, work, out, map_keys, [t.key for t in reduce_tasks])
+    map_stats = run_stage(executor, "read", map_tasks, completions, config.progress)
+    reduce_stats = run_stage(executor, "dedupe", reduce_tasks, completions, config.progress)
     doc = _finalize(out, work, plan, config, [map_stats[t.key] for t in map_tasks], [reduce_stats[t.key] for t in reduce_tasks])
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(state / "completions", ignore_errors=True)
+        shutil.rmtree(completions, ignore_errors=True)
     log.info("curated %d rows into %d in %.1fs", doc["ledger"]["rows_in"], doc["ledger"]["kept"], time.monotonic() - started)
     return doc
+
+
+def _work_dir(config: CurateConfig, out: Path) -> Path:
+    if config.work_dir is None:
+        return out / STATE_DIR / "work"
+    tag = hashlib.sha1(str(out).encode()).hexdigest()[:12]  # one subfolder per output folder
+    return Path(config.work_dir).resolve() / f"tic-curate-{tag}"
+
+
+def _forget_lost_outputs(completions: Path, work: Path, out: Path, map_keys: tuple[str, ...], reduce_keys: list[str]) -> None:
+    """Drop completion markers whose outputs are gone (a cleared --work-dir, a wiped scratch disk),
+    so those tasks run again instead of the next stage reading missing files."""
+    lost_reduce = False
+    for key in reduce_keys:
+        marker = completions / f"{key}.json"
+        if not marker.exists():
+            lost_reduce = True
+            continue
+        files = read_json(marker)["files"]
+        if not (work / "reduce" / key).is_dir() and not all((out / MANIFEST_DIR / f).exists() for f in files):
+            marker.unlink()
+            lost_reduce = True
+    if not lost_reduce:
+        return
+    for key in map_keys:
+        marker = completions / f"{key}.json"
+        if marker.exists() and not (work / "map" / key).is_dir():
+            marker.unlink()
 
 
 def _finalize(out: Path, work: Path, plan: Plan, config: CurateConfig, maps: list[dict], reduces: list[dict]) -> dict:

@@ -93,6 +93,17 @@ def bucket_table(counts: list[tuple[int, int, str, int]], bench: Benchmark) -> t
     return buckets, outside
 
 
+def _year_ranges(years: list[int]) -> str:
+    """[2008, 2009, 2010, 2023] -> "2008-2010,2023"."""
+    spans: list[list[int]] = []
+    for y in years:
+        if spans and y == spans[-1][1] + 1:
+            spans[-1][1] = y
+        else:
+            spans.append([y, y])
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
+
+
 def format_bucket_table(doc: dict) -> str:
     """The bucket table and ledger of a manifest.json, as text for the terminal."""
     lines = [f"benchmark {doc['benchmark']['name']} ({doc['benchmark']['granularity']} buckets)"]
@@ -105,8 +116,7 @@ def format_bucket_table(doc: dict) -> str:
         total += b["rows"]
     out = doc["outside_buckets"]
     if out["rows"]:
-        yrs = sorted(int(y) for y in out["years"])
-        lines.append(f"{'(outside)':<12} {', '.join(map(str, yrs))[:16]:<16} {out['rows']:>12,}")
+        lines.append(f"{'(outside)':<12} {_year_ranges(sorted(int(y) for y in out['years'])):<16} {out['rows']:>12,}")
     lines.append(f"{'total':<12} {'':<16} {total + out['rows']:>12,}")
     led = doc["ledger"]
     lines.append("")

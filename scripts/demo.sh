@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: a synthetic CommonCrawl-style pool, curated into
+# TiC-DataComp year buckets (timestamp recovery, dedupe, ledger), then exported as uid lists.
+# Creates .venv on first use; rerunning reuses the pool and the finished curation.
+# Environment: TIC_DEMO_OUT (default ./out/demo), TIC_DEMO_ROWS (default 200000).
+set -euo pipefail
+source "$(dirname "$0")/_venv.sh"
+cd "$ROOT"
+OUT="${TIC_DEMO_OUT:-$ROOT/out/demo}"
+ROWS="${TIC_DEMO_ROWS:-200000}"
+
+echo "== 1. synthetic pool ($ROWS rows) -> $OUT/pool"
+if [ -f "$OUT/pool/_synth.json" ] && python -c "import json,sys; sys.exit(json.load(open('$OUT/pool/_synth.json'))['rows'] != $ROWS)"; then
+    echo "   (already there)"
+else
+    tic synth pool --rows "$ROWS" --out "$OUT/pool" --overwrite
+fi
+
+echo "== 2. curate into TiC-DataComp buckets -> $OUT/curated"
+tic curate "$OUT/pool" --out "$OUT/curated" --benchmark tic-datacomp --overwrite
+
+echo "== 3. planted vs found"
+python - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+synth = json.load(open(f"{out}/pool/_synth.json"))
+led = json.load(open(f"{out}/curated/manifest.json"))["ledger"]
+print(f"{'':20} {'planted':>10} {'found':>10}")
+for reason, n in synth["planted"].items():
+    print(f"{reason:20} {n:>10,} {led['dropped'].get(reason, 0):>10,}")
+print(f"{'kept':20} {synth['expected']['kept']:>10,} {led['kept']:>10,}")
+print(f"{'duplicates':20} {synth['expected']['duplicates']:>10,} {led['duplicates']:>10,}")
+ok = all(led["dropped"].get(r, 0) == n for r, n in synth["planted"].items()) and led["kept"] == synth["expected"]["kept"]
+print("ledger matches the planted counts" if ok else "MISMATCH between planted and found counts")
+sys.exit(0 if ok else 1)
+PY
+
+echo "== 4. uid lists per bucket (DataComp format) -> $OUT/uids"
+tic uids export "$OUT/curated" --out "$OUT/uids"

@@ -1,0 +1,72 @@
+"""The command line: every verb and flag is explained; the shipped benchmarks load; synth pool runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ticdata.benchmarks import load_benchmark, shipped_names
+from ticdata.cli import build_parser, main
+from ticdata.errors import UserError
+
+TIC = str(Path(sys.executable).with_name("tic"))
+
+
+def _leaf_parsers(parser, prefix=()):
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield prefix, parser
+        return
+    for name, p in subs[0].choices.items():
+        yield from _leaf_parsers(p, prefix + (name,))
+
+
+def test_every_flag_has_help():
+    leaves = list(_leaf_parsers(build_parser()))
+    assert {" ".join(p) for p, _ in leaves} >= {"curate", "synth pool", "uids export", "uids import", "benchmarks"}
+    for path, parser in leaves:
+        assert parser.description, path
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, (path, action.option_strings)
+
+
+def test_help_runs_for_every_verb():
+    for verb in (["--help"], ["curate", "--help"], ["synth", "pool", "--help"], ["uids", "import", "--help"]):
+        res = subprocess.run([TIC, *verb], capture_output=True, text=True)
+        assert res.returncode == 0 and "usage: tic" in res.stdout
+
+
+def test_shipped_benchmarks():
+    assert shipped_names() == ["demo", "tic-datacomp", "tic-redcaps", "tic-yfcc"]
+    dc = load_benchmark("tic-datacomp")
+    assert [s.name for s in dc.steps] == ["2014-2016", "2017", "2018", "2019", "2020", "2021", "2022"]
+    assert dc.steps[0].years == (2014, 2015, 2016)
+    assert dc.bucket_of(2023, 1) is None and dc.bucket_of(2015, 6) == "2014-2016"
+    assert [s.name for s in load_benchmark("tic-yfcc").steps] == ["2004-2008", "2009-2010", "2011-2012", "2013-2014"]
+    assert [s.name for s in load_benchmark("tic-redcaps").steps] == ["2011-2017", "2018", "2019", "2020"]
+    assert dc.with_granularity("month").bucket_of(2019, 7) == "2019-07"
+
+
+def test_user_benchmark_file(tmp_path):
+    good = tmp_path / "mine.toml"
+    good.write_text('name = "mine"\n[[steps]]\nname = "early"\nyears = [2010, 2011]\n[[steps]]\nname = "late"\nyears = [2012]\n')
+    assert [s.name for s in load_benchmark(str(good)).steps] == ["early", "late"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[steps]]\nname = "a"\nyears = [2010]\n[[steps]]\nname = "b"\nyears = [2010]\n')
+    with pytest.raises(UserError, match="year 2010 is in both step"):
+        load_benchmark(str(bad))
+
+
+def test_synth_pool_command(tmp_path, capsys):
+    assert main(["synth", "pool", "--rows", "3000", "--out", str(tmp_path / "p"), "--seed", "4"]) == 0
+    assert "3,000 rows" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "p" / "_synth.json").read_text())
+    assert summary["rows"] == 3000 and summary["seed"] == 4
+    assert main(["synth", "pool", "--rows", "3000", "--out", str(tmp_path / "p")]) == 2  # refuses to overwrite
