@@ -36,7 +36,7 @@ from ticdata.manifest import (
     conform,
     manifest_schema,
 )
-from ticdata.recover import REASONS, recover_rows
+from ticdata.recover import REASONS, judge_rows
 from ticdata.snapshots import SnapshotTable
 from ticdata.sources import InputFile, inspect_inputs, reader
 from ticdata.storage import atomic_dir, read_json, remove_tmp_leftovers, write_json_atomic
@@ -100,16 +100,20 @@ def map_chunk(spec: MapSpec) -> dict:
     t1 = time.perf_counter()
     if raw.height >= 2**ROW_BITS:
         raise UserError(f"{spec.file.path}: a chunk holds {raw.height} rows; lower --chunk-rows")
-    valid, dropped = recover_rows(raw, spec.snapshots, order_base=spec.index << ROW_BITS)
-    skipped = {k.split(":", 1)[1]: v for k, v in reader_stats.items() if k.startswith("dropped:")}
-    for reason, n in skipped.items():
-        dropped[reason] = dropped.get(reason, 0) + n
+    judged, dropped = judge_rows(raw, spec.snapshots, order_base=spec.index << ROW_BITS)
     t2 = time.perf_counter()
+    skipped = {k.split(":", 1)[1]: v for k, v in reader_stats.items() if k.startswith("dropped:")}
     final = Path(spec.work) / "map" / _map_key(spec.index)
+    n_valid = judged.height - sum(dropped.values())
     with atomic_dir(final) as tmp:
-        if valid.height:
-            valid = valid.with_columns(_part=partition_index(spec.partitions))
-            for (part,), frame in sorted(valid.partition_by("_part", as_dict=True).items()):
+        if n_valid:
+            # Dropped rows go to partition -1, which is not written: one gather instead of a
+            # filter followed by a partition.
+            part = pl.when(pl.col("_reason").is_null()).then(partition_index(spec.partitions)).otherwise(-1)
+            judged = judged.with_columns(_part=part).drop("_reason")
+            for (part,), frame in sorted(judged.partition_by("_part", as_dict=True).items()):
+                if part < 0:
+                    continue
                 frame.drop("_part").write_ipc(
                     tmp / f"p-{part:05d}.arrow", compression=spec.compression, compat_level=pl.CompatLevel.newest()
                 )
@@ -117,8 +121,8 @@ def map_chunk(spec: MapSpec) -> dict:
         "input": spec.file.path,
         "kind": spec.file.kind,
         "rows_in": raw.height + sum(skipped.values()),
-        "valid": valid.height,
-        "dropped": dropped,
+        "valid": n_valid,
+        "dropped": dropped | {r: dropped.get(r, 0) + n for r, n in skipped.items()},
         "reader": {k: v for k, v in reader_stats.items() if not k.startswith("dropped:")},
         "_seconds": {"read": t1 - t0, "recover": t2 - t1, "write": time.perf_counter() - t2},
     }

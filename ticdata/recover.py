@@ -92,15 +92,11 @@ def _computed_uids(df: pl.DataFrame) -> pl.Series:
     )
 
 
-def recover_rows(
+def judge_rows(
     raw: pl.DataFrame, snapshots: SnapshotTable, order_base: int = 0
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Observations for the valid rows of `raw` and the count of dropped rows per reason.
-
-    `raw` holds canonical columns (url, text, optional uid and evidence) plus carried columns.
-    The result has uid, url, text, ts, ts_signal, first_snapshot, the normalised evidence
-    columns present in `raw`, the carried columns (renamed if they collide) and `_order`.
-    """
+    """Every row of `raw` in the observation layout plus `_reason` (null for a valid row), and the
+    count of dropped rows per reason. Callers that write partitions filter while partitioning."""
     schema = raw.schema
     df = raw.with_row_index("_row")
     df = df.with_columns((pl.col("_row").cast(pl.Int64) + order_base).alias("_order")).drop("_row")
@@ -148,13 +144,25 @@ def recover_rows(
     counts = df.group_by("_reason").len().drop_nulls("_reason")
     dropped = {r: 0 for r in REASONS}
     dropped.update({str(r): int(n) for r, n in counts.iter_rows()})
-    valid = df.filter(pl.col("_reason").is_null())
     evidence = [c for c in EVIDENCE_OUTPUT if c in schema]
     carried = [c for c in raw.columns if c not in ("uid", "url", "text") and c not in EVIDENCE_OUTPUT]
-    out = valid.select(
+    out = df.select(
         ["uid", "url", "text", "ts", "ts_signal", "first_snapshot"]
         + evidence
         + [pl.col(c).alias(carried_name(c)) for c in carried]
-        + ["_order"]
+        + ["_order", "_reason"]
     )
     return out, dropped
+
+
+def recover_rows(
+    raw: pl.DataFrame, snapshots: SnapshotTable, order_base: int = 0
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Observations for the valid rows of `raw` and the count of dropped rows per reason.
+
+    `raw` holds canonical columns (url, text, optional uid and evidence) plus carried columns.
+    The result has uid, url, text, ts, ts_signal, first_snapshot, the normalised evidence
+    columns present in `raw`, the carried columns (renamed if they collide) and `_order`.
+    """
+    judged, dropped = judge_rows(raw, snapshots, order_base)
+    return judged.filter(pl.col("_reason").is_null()).drop("_reason"), dropped
