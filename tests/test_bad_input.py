@@ -147,3 +147,21 @@ def test_console_script_exit_status_and_no_traceback(tmp_path):
     assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
     assert "missing: no such file or directory" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_file_that_breaks_mid_run_is_named(tmp_path):
+    """A WARC whose first record is fine but a later one is cut short passes the up-front checks
+    and fails inside a Ray task: the error still names the file, in one line, exit status 2."""
+    from conftest import SHARED_DATA
+
+    (tmp_path / "in").mkdir()
+    warc = (SHARED_DATA / "commoncrawl" / "whirlwind.warc.gz").read_bytes()
+    (tmp_path / "in" / "cut.warc.gz").write_bytes(warc[:10000])
+    pl.DataFrame(GOOD).write_parquet(tmp_path / "in" / "ok.parquet")
+    tic = Path(sys.executable).with_name("tic")
+    res = subprocess.run([str(tic), "curate", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "-q"], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    lines = [l for l in res.stderr.splitlines() if l.startswith("tic: error:")]
+    assert len(lines) == 1 and lines[0].count("cut.warc.gz") == 1 and "truncated" in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "o" / "manifest.json").exists()

@@ -38,6 +38,12 @@ class Task:
     describe: str  # the input it works on, for error messages
 
 
+def _name_input(task: "Task", err: UserError) -> UserError:
+    """The error, prefixed with the task's input unless it names it already."""
+    msg = str(err)
+    return err if task.describe in msg else UserError(f"{task.describe}: {msg}")
+
+
 class TaskFailed(RuntimeError):
     """A task raised something that is not a UserError: a bug, reported with its input."""
 
@@ -69,7 +75,7 @@ class InlineExecutor:
             try:
                 yield t, _call(t.fn, t.args)
             except UserError as e:
-                raise UserError(f"{t.describe}: {e}") from None
+                raise _name_input(t, e) from None
 
 
 def default_node_ip() -> str:
@@ -162,7 +168,7 @@ class RayExecutor:
                     except RayTaskError as e:
                         cause = e.cause
                         if isinstance(cause, UserError):
-                            raise UserError(f"{task.describe}: {cause}") from None
+                            raise _name_input(task, cause) from None
                         raise TaskFailed(f"task {task.key} ({task.describe}) failed: {cause!r}") from e
         finally:
             for ref in pending:
