@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the pools for the next run")
     args = ap.parse_args()
     root = Path(args.workdir)
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     results = []
     try:
@@ -163,8 +164,11 @@ def main() -> None:
     finally:
         for d in root.glob("out-*"):
             shutil.rmtree(d, ignore_errors=True)
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        if not args.keep:  # only what this script made
+            for d in root.glob("pool-*"):
+                shutil.rmtree(d, ignore_errors=True)
+            if created:
+                shutil.rmtree(root, ignore_errors=True)
     print()
     print(f"{'rows':>12} {'tic s':>8} {'duckdb s':>9} {'tic/duckdb':>10} {'tic rows/s':>11} {'duckdb rows/s':>13}"
           f" {'tic peak GiB':>12} {'(1 proc)':>8} {'duckdb GiB':>10}")

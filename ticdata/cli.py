@@ -44,7 +44,10 @@ def _add_executor_flags(p: argparse.ArgumentParser) -> None:
 def cmd_synth_pool(args) -> int:
     from ticdata.synth.pool import make_pool
 
-    summary = make_pool(Path(args.out), rows=args.rows, seed=args.seed, rows_per_file=args.rows_per_file, overwrite=args.overwrite)
+    summary = make_pool(
+        Path(args.out), rows=args.rows, seed=args.seed, rows_per_file=args.rows_per_file,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )
     print(f"wrote {summary['rows']:,} rows in {summary['files']} files to {args.out} "
           f"({summary['unique_pairs']:,} pairs, {summary['resightings']:,} re-sightings, "
           f"{sum(summary['planted'].values()):,} planted bad rows)")

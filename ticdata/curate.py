@@ -207,6 +207,9 @@ def make_plan(config: CurateConfig) -> Plan:
     if config.chunk_rows < 1 or config.partition_rows < 1 or (config.partitions is not None and config.partitions < 1):
         raise UserError("--chunk-rows, --partition-rows and --partitions must be positive")
     files = inspect_inputs(list(config.inputs), config.columns, config.input_format)
+    other = [f for f in files if f.kind != "parquet"]
+    if config.columns.renames and other:
+        log.warning("--column applies to Parquet inputs only; %d %s file(s) keep their own layout", len(other), other[0].kind)
     chunks = [(f, spec) for f in files for spec in reader(f.kind).chunks(f, config.chunk_rows)]
     est = sum(f.estimated_rows() for f in files)
     partitions = config.partitions or max(1, math.ceil(est / config.partition_rows))

@@ -1,0 +1,22 @@
+"""The benchmark scripts run end to end at a tiny size (their figures are for humans, not asserts)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_curate_runs(tmp_path):
+    res = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_curate.py"), "--rows", "200000", "--repeats", "1", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "tic/duckdb" in res.stdout and "200,000" in res.stdout and "50,000" in res.stdout
+    assert not list(tmp_path.iterdir())  # pools and outputs cleaned up
