@@ -108,7 +108,7 @@ def ensure_pool(root: Path, rows: int) -> Path:
     if summary.exists() and json.loads(summary.read_text())["rows"] == rows:
         return pool
     print(f"making a {rows:,}-row pool in {pool} ...", flush=True)
-    subprocess.run([str(BIN / "tic"), "synth", "pool", "--rows", str(rows), "--out", str(pool), "--overwrite"], check=True)
+    subprocess.run([str(BIN / "tic"), "synth", "pool", "--rows", str(rows), "--out", str(pool), "--overwrite", "-q"], check=True)
     return pool
 
 
