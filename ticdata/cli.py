@@ -169,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="target rows per partition; bounds the memory of a reduce task (default 1,000,000)")
     cp.add_argument("--chunk-rows", type=_positive, default=1_000_000, metavar="N",
                     help="rows per map task for Parquet inputs (whole row groups; default 1,000,000)")
-    cp.add_argument("--shuffle-compression", choices=["uncompressed", "lz4", "zstd"], default="uncompressed",
-                    help="compression of the intermediate partition files in OUT/.tic/work: uncompressed is fastest and "
-                    "needs about the pool's in-memory size in free disk; lz4 halves that, zstd quarters it (default uncompressed)")
+    cp.add_argument("--shuffle-compression", choices=["auto", "uncompressed", "lz4", "zstd"], default="auto",
+                    help="compression of the intermediate partition files: uncompressed is fastest and needs about 300 bytes "
+                    "a row of free disk, lz4 about half that, zstd a quarter; auto (default) is uncompressed while they fit "
+                    "in a quarter of this machine's memory, else lz4")
     cp.add_argument("--overwrite", action="store_true", help="replace a curation of other inputs or parameters in OUT (a finished one of the same inputs is kept)")
     cp.add_argument("--keep-work", action="store_true", help="keep the intermediate files and task markers after success")
     cp.add_argument("--work-dir", metavar="DIR",

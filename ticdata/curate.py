@@ -58,7 +58,7 @@ class CurateConfig:
     partitions: int | None = None  # None: from the input size and partition_rows
     partition_rows: int = 1_000_000
     chunk_rows: int = 1_000_000
-    shuffle_compression: str = "uncompressed"  # map outputs: uncompressed (fastest), lz4 or zstd (less disk)
+    shuffle_compression: str = "auto"  # map outputs: auto, uncompressed (fastest), lz4 or zstd (less disk)
     overwrite: bool = False
     keep_work: bool = False
     work_dir: Path | None = None  # intermediate files; None: OUT/.tic/work (a cluster needs shared storage)
@@ -202,8 +202,8 @@ def make_plan(config: CurateConfig) -> Plan:
     """Validate everything and decide the tasks; writes nothing."""
     snapshots = SnapshotTable.load(config.collinfo)
     bench = load_benchmark(config.benchmark).with_granularity(config.granularity)
-    if config.shuffle_compression not in ("uncompressed", "lz4", "zstd"):
-        raise UserError(f"--shuffle-compression {config.shuffle_compression!r}: choose uncompressed, lz4 or zstd")
+    if config.shuffle_compression not in ("auto", "uncompressed", "lz4", "zstd"):
+        raise UserError(f"--shuffle-compression {config.shuffle_compression!r}: choose auto, uncompressed, lz4 or zstd")
     if config.chunk_rows < 1 or config.partition_rows < 1 or (config.partitions is not None and config.partitions < 1):
         raise UserError("--chunk-rows, --partition-rows and --partitions must be positive")
     files = inspect_inputs(list(config.inputs), config.columns, config.input_format)
@@ -266,8 +266,9 @@ def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
     state = out / STATE_DIR
     completions = state / "completions"
     work = _work_dir(config, out)
+    compression = shuffle_compression(config.shuffle_compression, sum(f.estimated_rows() for f in plan.inputs))
     map_tasks = [
-        Task(_map_key(i), map_chunk, (MapSpec(i, f, spec, plan.partitions, str(work), plan.snapshots, config.columns, config.shuffle_compression),), f.path)
+        Task(_map_key(i), map_chunk, (MapSpec(i, f, spec, plan.partitions, str(work), plan.snapshots, config.columns, compression),), f.path)
         for i, (f, spec) in enumerate(plan.chunks)
     ]
     map_keys = tuple(t.key for t in map_tasks)
@@ -285,6 +286,19 @@ def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
         shutil.rmtree(completions, ignore_errors=True)
     log.info("curated %d rows into %d in %.1fs", doc["ledger"]["rows_in"], doc["ledger"]["kept"], time.monotonic() - started)
     return doc
+
+
+SHUFFLE_BYTES_PER_ROW = 300  # uncompressed intermediate size of a DataComp-layout row, measured
+
+
+def shuffle_compression(choice: str, rows: int) -> str:
+    """`auto`: uncompressed while the intermediate files fit in a quarter of this machine's memory
+    (they stay in the page cache), else lz4 (half the bytes to write back and read from disk)."""
+    if choice != "auto":
+        return choice
+    import psutil
+
+    return "uncompressed" if rows * SHUFFLE_BYTES_PER_ROW < psutil.virtual_memory().total / 4 else "lz4"
 
 
 def _work_dir(config: CurateConfig, out: Path) -> Path:
