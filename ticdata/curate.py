@@ -1,9 +1,11 @@
 """`tic curate`: pool files -> year-partitioned manifest, as a map/reduce over uid hash partitions.
 
-Map tasks read one chunk of one input (a run of Parquet row groups, or one WARC/WAT/YFCC/RedCaps
-file), recover each row's timestamp, count drops, and write the valid rows into N hash partitions
-of uid. Reduce tasks own one partition each: they keep the earliest row per uid and write it to
-the year files. Memory per task is bounded by the chunk and partition sizes, never by the pool.
+This module plans the job, keeps its state folder and writes manifest.json; the tasks themselves
+are in `ticdata.curate_tasks`. Map tasks read one chunk of one input (a run of Parquet row groups,
+or one WARC/WAT/YFCC/RedCaps file), recover each row's timestamp, count drops, and write the valid
+rows into N hash partitions of uid. Reduce tasks own one partition each: they keep the earliest
+row per uid and write it to the year files. Memory per task is bounded by the chunk and partition
+sizes, never by the pool.
 Everything is checkpointed under <out>/.tic/ (plan, completion markers, task outputs) and deleted
 once manifest.json, the mark of a finished curation, is written.
 """
@@ -16,7 +18,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -24,7 +26,7 @@ import polars as pl
 from ticdata import __version__
 from ticdata.benchmarks import Benchmark, load_benchmark
 from ticdata.columns import ColumnMap
-from ticdata.dedupe import earliest_per_uid, partition_index
+from ticdata.curate_tasks import MapSpec, ReduceSpec, map_chunk, map_key, reduce_key, reduce_partition
 from ticdata.errors import UserError
 from ticdata.executor import Task, run_stage
 from ticdata.ledger import Ledger
@@ -33,17 +35,15 @@ from ticdata.manifest import (
     MANIFEST_JSON,
     SCHEMA_VERSION,
     bucket_table,
-    conform,
     manifest_schema,
 )
-from ticdata.recover import REASONS, judge_rows
+from ticdata.recover import REASONS
 from ticdata.snapshots import SnapshotTable
 from ticdata.sources import InputFile, inspect_inputs, reader
-from ticdata.storage import atomic_dir, read_json, remove_tmp_leftovers, write_json_atomic
+from ticdata.storage import read_json, remove_tmp_leftovers, write_json_atomic
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".tic"
-ROW_BITS = 32  # _order = map task index << 32 | row within the chunk
 
 
 @dataclass(frozen=True)
@@ -63,111 +63,6 @@ class CurateConfig:
     keep_work: bool = False
     work_dir: Path | None = None  # intermediate files; None: OUT/.tic/work (a cluster needs shared storage)
     progress: bool = True
-
-
-@dataclass(frozen=True)
-class MapSpec:
-    index: int
-    file: InputFile
-    chunk: tuple
-    partitions: int
-    work: str
-    snapshots: SnapshotTable
-    columns: ColumnMap
-    compression: str
-
-
-@dataclass(frozen=True)
-class ReduceSpec:
-    partition: int
-    map_keys: tuple[str, ...]
-    work: str
-    schema: tuple[tuple[str, pl.DataType], ...]
-
-
-def _map_key(i: int) -> str:
-    return f"map-{i:06d}"
-
-
-def _reduce_key(p: int) -> str:
-    return f"reduce-{p:05d}"
-
-
-def map_chunk(spec: MapSpec) -> dict:
-    """Read one chunk, recover timestamps, write valid rows into uid hash partitions."""
-    t0 = time.perf_counter()
-    raw, reader_stats = reader(spec.file.kind).read(spec.file, spec.chunk, spec.columns)
-    t1 = time.perf_counter()
-    if raw.height >= 2**ROW_BITS:
-        raise UserError(f"{spec.file.path}: a chunk holds {raw.height} rows; lower --chunk-rows")
-    judged, dropped = judge_rows(raw, spec.snapshots, order_base=spec.index << ROW_BITS)
-    t2 = time.perf_counter()
-    skipped = {k.split(":", 1)[1]: v for k, v in reader_stats.items() if k.startswith("dropped:")}
-    final = Path(spec.work) / "map" / _map_key(spec.index)
-    n_valid = judged.height - sum(dropped.values())
-    with atomic_dir(final) as tmp:
-        if n_valid:
-            # Dropped rows go to partition -1, which is not written: one gather instead of a
-            # filter followed by a partition.
-            part = pl.when(pl.col("_reason").is_null()).then(partition_index(spec.partitions)).otherwise(-1)
-            judged = judged.with_columns(_part=part).drop("_reason")
-            for (part,), frame in sorted(judged.partition_by("_part", as_dict=True).items()):
-                if part < 0:
-                    continue
-                frame.drop("_part").write_ipc(
-                    tmp / f"p-{part:05d}.arrow", compression=spec.compression, compat_level=pl.CompatLevel.newest()
-                )
-    return {
-        "input": spec.file.path,
-        "kind": spec.file.kind,
-        "rows_in": raw.height + sum(skipped.values()),
-        "valid": n_valid,
-        "dropped": dropped | {r: dropped.get(r, 0) + n for r, n in skipped.items()},
-        "reader": {k: v for k, v in reader_stats.items() if not k.startswith("dropped:")},
-        "_seconds": {"read": t1 - t0, "recover": t2 - t1, "write": time.perf_counter() - t2},
-    }
-
-
-def reduce_partition(spec: ReduceSpec) -> dict:
-    """Earliest row per uid for one partition, written as one file per year."""
-    schema = dict(spec.schema)
-    obs_schema = {k: v for k, v in schema.items() if k not in ("month", "n_seen", "split")}
-    obs_schema["_order"] = pl.Int64
-    t0 = time.perf_counter()
-    frames = []
-    for key in spec.map_keys:
-        path = Path(spec.work) / "map" / key / f"p-{spec.partition:05d}.arrow"
-        if path.exists():
-            frames.append(conform(pl.read_ipc(path), obs_schema))
-    rows_in = sum(f.height for f in frames)
-    files, counts = [], []
-    final = Path(spec.work) / "reduce" / _reduce_key(spec.partition)
-    with atomic_dir(final) as tmp:
-        if frames:
-            both = pl.concat(frames, how="vertical")
-            del frames
-            t1 = time.perf_counter()
-            kept = earliest_per_uid(both)
-            del both
-            t2 = time.perf_counter()
-            kept = kept.with_columns(
-                year=pl.col("ts").dt.year().cast(pl.Int32),
-                month=pl.col("ts").dt.month().cast(pl.Int8),
-                split=pl.lit("train"),
-            )
-            for (year,), part in sorted(kept.partition_by("year", as_dict=True).items()):
-                rel = f"year={year}/part-{spec.partition:05d}.parquet"
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                conform(part.drop("year"), schema).write_parquet(tmp / rel, compression="zstd", compression_level=1, statistics=True)
-                files.append(rel)
-            grouped = kept.group_by(["year", "month", "split"]).len().sort(["year", "month", "split"])
-            counts = [[int(y), int(m), str(s), int(n)] for y, m, s, n in grouped.iter_rows()]
-            n_kept = kept.height
-        else:
-            n_kept = 0
-            t1 = t2 = time.perf_counter()
-    seconds = {"read": t1 - t0, "dedupe": t2 - t1, "write": time.perf_counter() - t2}
-    return {"rows_in": rows_in, "kept": n_kept, "duplicates": rows_in - n_kept, "files": files, "counts": counts, "_seconds": seconds}
 
 
 @dataclass
@@ -268,13 +163,13 @@ def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
     work = _work_dir(config, out)
     compression = shuffle_compression(config.shuffle_compression, sum(f.estimated_rows() for f in plan.inputs))
     map_tasks = [
-        Task(_map_key(i), map_chunk, (MapSpec(i, f, spec, plan.partitions, str(work), plan.snapshots, config.columns, compression),), f.path)
+        Task(map_key(i), map_chunk, (MapSpec(i, f, spec, plan.partitions, str(work), plan.snapshots, config.columns, compression),), f.path)
         for i, (f, spec) in enumerate(plan.chunks)
     ]
     map_keys = tuple(t.key for t in map_tasks)
     schema = tuple(plan.schema.items())
     reduce_tasks = [
-        Task(_reduce_key(p), reduce_partition, (ReduceSpec(p, map_keys, str(work), schema),), f"partition {p}")
+        Task(reduce_key(p), reduce_partition, (ReduceSpec(p, map_keys, str(work), schema),), f"partition {p}")
         for p in range(plan.partitions)
     ]
     _forget_lost_outputs(completions, work, out, map_keys, [t.key for t in reduce_tasks])
@@ -342,7 +237,7 @@ def _finalize(out: Path, work: Path, plan: Plan, config: CurateConfig, maps: lis
     ledger.close()
     for p, r in enumerate(reduces):
         for rel in r["files"]:
-            src = work / "reduce" / _reduce_key(p) / rel
+            src = work / "reduce" / reduce_key(p) / rel
             dst = out / MANIFEST_DIR / rel
             if src.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
