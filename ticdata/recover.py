@@ -79,6 +79,15 @@ def _parse_time(col: str, dtype: pl.DataType) -> pl.Expr:
     return _in_range(e.cast(TS_TYPE))
 
 
+def _snapshot_in_source(source: pl.Series) -> pl.Series:
+    """The crawl id in each `source` path. Rows of one WAT/WARC file share their path, so the
+    regex runs once per distinct path when paths repeat (it is the costliest step per row)."""
+    distinct = source.unique()
+    if distinct.len() > source.len() // 2:
+        return source.str.extract(SNAPSHOT_REGEX, 1)
+    return source.replace_strict(distinct, distinct.str.extract(SNAPSHOT_REGEX, 1), default=None, return_dtype=pl.String)
+
+
 def _blank(col: str) -> pl.Expr:
     return pl.col(col).is_null() | (pl.col(col).str.strip_chars().str.len_bytes() == 0)
 
@@ -116,7 +125,7 @@ def judge_rows(
             pl.coalesce([s.str.extract(SNAPSHOT_REGEX, 1), pl.when(_blank("snapshot")).then(None).otherwise(s.str.strip_chars())])
         )
     if "source" in schema:
-        snap_parts.append(pl.col("source").str.extract(SNAPSHOT_REGEX, 1))
+        snap_parts.append(_snapshot_in_source(df["source"]))
     snap_id = pl.coalesce(snap_parts) if snap_parts else pl.lit(None, dtype=pl.String)
     table = snapshots.frame()
     df = df.with_columns(_exact=exact, first_snapshot=snap_id)
