@@ -13,12 +13,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "[tic] installing the pinned stack into $VENV (first use only)" >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test]" 2>&1 \
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[all,test]" 2>&1 \
         | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
-    "$VENV/bin/python" -c "import ticdata, polars, ray, pyarrow" \
+    "$VENV/bin/python" -c "import ticdata, polars, ray, pyarrow, torch, open_clip, webdataset, img2dataset" \
         || { echo "[tic] installation failed; see the pip output above" >&2; exit 1; }
     echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
 # Keep Ray quiet and on loopback-friendly defaults; users may override.
 export RAY_USAGE_STATS_ENABLED="${RAY_USAGE_STATS_ENABLED:-0}"
+# albumentations (pulled in by img2dataset) checks PyPI for updates on import: never at run time.
+export NO_ALBUMENTATIONS_UPDATE=1
