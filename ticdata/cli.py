@@ -109,6 +109,32 @@ def cmd_uids_import(args) -> int:
     return 0
 
 
+def cmd_download(args) -> int:
+    from ticdata.download import DownloadConfig, download, format_summary
+    from ticdata.fetch import FetchPolicy
+
+    config = DownloadConfig(
+        dir=Path(args.dir),
+        image_size=args.image_size,
+        resize_mode=args.resize_mode,
+        resize_only_if_bigger=not args.resize_always,
+        encode_quality=args.encode_quality,
+        samples_per_shard=args.samples_per_shard,
+        threads=args.threads,
+        timeout=args.timeout,
+        retries=args.retries,
+        policy=FetchPolicy(allow_private_hosts=args.allow_private_hosts, max_bytes=args.max_bytes, max_pixels=args.max_pixels),
+        buckets=tuple(b.strip() for b in args.buckets.split(",")) if args.buckets else None,
+        user_agent_token=args.user_agent_token,
+        progress=not args.quiet,
+    )
+    with _executor(args) as ex:
+        summary = download(config, ex)
+    print(format_summary(summary))
+    print(f"shards: {Path(args.dir).resolve() / 'shards'}")
+    return 0
+
+
 def cmd_benchmarks(args) -> int:
     from ticdata.benchmarks import load_benchmark, shipped_names
 
@@ -199,6 +225,34 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--out", required=True, help="new curated folder")
     ui.add_argument("--overwrite", action="store_true", help="replace a manifest in OUT")
     ui.set_defaults(func=cmd_uids_import)
+
+    dp = sub.add_parser(
+        "download", parents=[common], help="fetch every bucket's images into webdataset shards (img2dataset)",
+        description="Fetch the images of a curated folder with img2dataset into DIR/shards/<bucket>/NNNNNNNN.tar "
+        "(key = uid; .jpg, .txt, .json) with sizes.json per bucket, and merge a status for every row (status, "
+        "error_message, sha256, width, height, shard, key, exif_datetime_original, last_modified) into the manifest. "
+        "One run is one round: it finishes an interrupted round (finished shards are skipped), else fetches the rows "
+        "that have no status yet or are not a success (failed or refused).")
+    dp.add_argument("dir", help="a curated folder (holds manifest.json)")
+    dp.add_argument("--buckets", metavar="A,B", help="only these buckets (default: all)")
+    dp.add_argument("--allow-private-hosts", action="store_true",
+                    help="fetch from private and loopback addresses (refused by default; tests and the demo need it)")
+    dp.add_argument("--image-size", type=_positive, default=512, help="resize target in pixels (default 512, DataComp's)")
+    dp.add_argument("--resize-mode", default="keep_ratio_largest",
+                    choices=["no", "keep_ratio", "keep_ratio_largest", "center_crop", "border"],
+                    help="img2dataset resize mode (default keep_ratio_largest, DataComp's)")
+    dp.add_argument("--resize-always", action="store_true", help="also upscale images smaller than --image-size")
+    dp.add_argument("--encode-quality", type=_positive, default=95, help="JPEG quality of re-encoded images (default 95)")
+    dp.add_argument("--samples-per-shard", type=_positive, default=10_000, help="rows per shard (default 10,000)")
+    dp.add_argument("--threads", type=_positive, default=64, help="download threads per shard task (default 64)")
+    dp.add_argument("--timeout", type=float, default=10.0, help="seconds before a connection or read gives up (default 10)")
+    dp.add_argument("--retries", type=int, default=0, help="immediate retries of a failed fetch within the run (default 0)")
+    dp.add_argument("--max-bytes", type=_positive, default=20 * 1024 * 1024, help="refuse larger responses (default 20 MiB)")
+    dp.add_argument("--max-pixels", type=_positive, default=40_000_000,
+                    help="refuse images with more pixels, read from the header before decoding (default 40,000,000)")
+    dp.add_argument("--user-agent-token", help="a token appended to the User-Agent (and matched in X-Robots-Tag)")
+    _add_executor_flags(dp)
+    dp.set_defaults(func=cmd_download)
 
     bp = sub.add_parser("benchmarks", parents=[common], help="list the shipped benchmark definitions",
                         description="The shipped benchmark definitions (manifests/*.toml) and their steps.")

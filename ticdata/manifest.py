@@ -125,3 +125,38 @@ def format_bucket_table(doc: dict) -> str:
     for reason, n in led["dropped"].items():
         lines.append(f"  dropped {reason:<18} {n:>12,}")
     return "\n".join(lines)
+
+
+def update_manifest(out: str | Path, table: pl.DataFrame, columns: dict[str, pl.DataType], on: str = "uid") -> int:
+    """Set `columns` of the manifest rows whose `on` key is in `table` (other rows keep theirs;
+    columns the manifest lacks are added as nulls). Rewrites each part file atomically, in place,
+    so a killed update is finished by running it again. Returns the rows updated."""
+    import os
+    import uuid as _uuid
+
+    root = Path(out) / MANIFEST_DIR
+    table = table.select(on, *[pl.col(c).cast(t) for c, t in columns.items()]).unique(on, keep="last")
+    updated = 0
+    for part in sorted(root.glob("year=*/*.parquet")):
+        df = pl.read_parquet(part)
+        missing = [pl.lit(None, dtype=t).alias(c) for c, t in columns.items() if c not in df.columns]
+        if missing:
+            df = df.with_columns(missing)
+        df = df.with_columns([pl.col(c).cast(t) for c, t in columns.items()])
+        hits = df.join(table.select(on), on=on, how="semi").height
+        if hits:
+            df = df.update(table, on=on, how="left", include_nulls=True)
+        elif not missing:
+            continue
+        updated += hits
+        tmp = part.with_name(f".tmp-{part.name}-{_uuid.uuid4().hex[:8]}")
+        df.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
+        os.replace(tmp, part)
+    doc_path = Path(out) / MANIFEST_JSON
+    if doc_path.exists():
+        from ticdata.storage import write_json_atomic
+
+        doc = read_json(doc_path)
+        doc["columns"] = doc.get("columns", {}) | {c: str(t) for c, t in columns.items()}
+        write_json_atomic(doc_path, doc)
+    return updated

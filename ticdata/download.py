@@ -1,0 +1,363 @@
+"""`tic download DIR`: fetch every bucket of a curated manifest into webdataset shards.
+
+img2dataset does the fetching, resizing and writing: each shard is one task running its
+`Downloader` (thread pool, resizer, webdataset writer, per-sample status table), with three
+changes made through its own extension points: the sample key is the uid (a writer subclass),
+tars get a fixed mtime, and the fetch function is `ticdata.fetch` (host policy, byte and pixel
+caps, Last-Modified kept). tic owns what img2dataset leaves out: a status for every row merged
+back into the manifest, rounds that retry only failed rows, completion markers so a killed run
+skips finished shards, and shards spread over a Ray cluster with their statuses collected.
+
+Layout: DIR/shards/<bucket>/NNNNNNNN.tar (+ sizes.json), DIR/.tic/download/round-NNNN/ (the
+round's plan, completion markers, per-shard status tables). One `tic download` is one round: it
+finishes an interrupted round, or else fetches every row that has no status yet or is not a
+success (failures and refusals alike: a refusal may depend on flags the user has since changed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from ticdata.errors import UserError
+from ticdata.executor import Task, run_stage
+from ticdata.fetch import REFUSED, FetchPolicy
+from ticdata.manifest import load_manifest_json, scan_manifest, update_manifest
+from ticdata.storage import atomic_dir, read_json, remove_tmp_leftovers, write_json_atomic
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which would call PyPI
+SHARD_DIGITS = 8
+STATUS_COLUMNS = {
+    "status": pl.String,  # success | failed_to_download | failed_to_resize | refused
+    "error_message": pl.String,
+    "sha256": pl.String,
+    "width": pl.Int32,
+    "height": pl.Int32,
+    "shard": pl.String,  # <bucket>/NNNNNNNN.tar, relative to DIR/shards
+    "key": pl.String,
+    "exif_datetime_original": pl.String,
+    "last_modified": pl.String,
+}
+BUCKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    dir: Path
+    image_size: int = 512
+    resize_mode: str = "keep_ratio_largest"
+    resize_only_if_bigger: bool = True
+    encode_quality: int = 95
+    samples_per_shard: int = 10_000
+    threads: int = 64
+    timeout: float = 10.0
+    retries: int = 0  # img2dataset's immediate per-sample retries
+    policy: FetchPolicy = field(default_factory=FetchPolicy)
+    buckets: tuple[str, ...] | None = None  # None: every bucket of the benchmark
+    user_agent_token: str | None = None
+    disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    progress: bool = True
+
+    def downloader_params(self) -> dict:
+        keep = ("image_size", "resize_mode", "resize_only_if_bigger", "encode_quality", "threads", "timeout", "retries",
+                "user_agent_token", "disallowed_header_directives", "samples_per_shard")
+        return {k: getattr(self, k) for k in keep} | {"policy": asdict(self.policy)}
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    bucket: str
+    shard: int
+    round_dir: str
+    shards_dir: str
+    params: dict
+
+
+def shard_name(shard: int) -> str:
+    return f"{shard:0{SHARD_DIGITS}d}.tar"
+
+
+# ----------------------------------------------------------------------------------------------
+# The task: one shard through img2dataset's Downloader.
+
+
+def _install_fetch(params: dict) -> None:
+    """Route img2dataset's download_image through ticdata.fetch with this run's policy."""
+    import img2dataset.downloader as d
+
+    from ticdata import fetch as f
+
+    policy = FetchPolicy(**params["policy"])
+
+    def download_image(row, timeout, user_agent_token, disallowed_header_directives):
+        key, url = row
+        got = f.fetch(url, timeout, policy, disallowed_header_directives, user_agent_token)
+        if got.data is None:
+            return key, None, got.error
+        if got.last_modified:
+            _LAST_MODIFIED[url] = got.last_modified
+        import io
+
+        return key, io.BytesIO(got.data), None
+
+    d.download_image = download_image
+
+
+_LAST_MODIFIED: dict[str, str] = {}
+
+
+def _writer_class():
+    """img2dataset's webdataset writer with key = uid, a fixed mtime and Last-Modified kept."""
+    import pyarrow as pa
+    from img2dataset.writer import WebDatasetSampleWriter
+
+    class UidKeyedWriter(WebDatasetSampleWriter):
+        def __init__(self, shard_id, output_folder, save_caption, oom_shard_count, schema, encode_format):
+            schema = schema.append(pa.field("last_modified", pa.string()))
+            super().__init__(shard_id, output_folder, save_caption, oom_shard_count, schema, encode_format)
+            self.tarwriter.mtime = 0.0  # reproducible tar headers
+
+        def write(self, img_str, key, caption, meta):
+            meta["key"] = meta["uid"]
+            meta["last_modified"] = _LAST_MODIFIED.pop(meta["url"], None) if img_str is not None else None
+            super().write(img_str, meta["uid"], caption, meta)
+
+    return UidKeyedWriter
+
+
+def _exif_datetime(exif_json: str | None) -> str | None:
+    if not exif_json:
+        return None
+    try:
+        value = json.loads(exif_json).get("EXIF DateTimeOriginal")
+    except ValueError:
+        return None
+    if not value:
+        return None
+    m = re.match(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})", value)
+    return f"{m[1]}-{m[2]}-{m[3]}T{m[4]}:{m[5]}:{m[6]}" if m else None
+
+
+def _status_table(raw: pl.DataFrame, bucket: str) -> pl.DataFrame:
+    """img2dataset's per-sample table -> tic's status columns, one row per uid."""
+    refused = pl.col("error_message").str.starts_with(REFUSED) | pl.col("error_message").str.starts_with(
+        "Use of image disallowed"
+    )
+    status = pl.when(pl.col("status") == "success").then(pl.lit("success")).when(refused.fill_null(False)).then(
+        pl.lit("refused")
+    ).otherwise(pl.col("status"))
+    return raw.select(
+        "uid",
+        status.alias("status"),
+        "error_message",
+        pl.col("sha256"),
+        pl.col("width").cast(pl.Int32),
+        pl.col("height").cast(pl.Int32),
+        pl.when(pl.col("status") == "success").then(pl.lit(bucket + "/") + pl.col("shard_file")).alias("shard"),
+        pl.when(pl.col("status") == "success").then(pl.col("uid")).alias("key"),
+        pl.col("exif").map_elements(_exif_datetime, return_dtype=pl.String).alias("exif_datetime_original"),
+        "last_modified",
+    ).sort("uid")
+
+
+def download_shard(spec: ShardSpec) -> dict:
+    """Download one shard; move its tar into place and write its status table."""
+    from img2dataset.downloader import Downloader
+    from img2dataset.resizer import Resizer
+
+    p = spec.params
+    _install_fetch(p)
+    round_dir = Path(spec.round_dir)
+    rows = (
+        pl.scan_parquet(round_dir / "plan.parquet")
+        .filter((pl.col("bucket") == spec.bucket) & (pl.col("shard") == spec.shard))
+        .select("url", pl.col("text").alias("caption"), "uid", pl.col("ts").dt.to_string("%Y-%m-%dT%H:%M:%SZ").alias("ts"), "year")
+        .collect()
+    )
+    started = time.perf_counter()
+    name = shard_name(spec.shard)
+    status_path = round_dir / "status" / spec.bucket / f"{spec.shard:0{SHARD_DIGITS}d}.parquet"
+    with atomic_dir(round_dir / "tasks" / f"{spec.bucket}-{spec.shard}") as tmp:
+        rows_file = tmp / "rows.arrow"
+        rows.write_ipc(rows_file, compat_level=pl.CompatLevel.oldest())
+        resizer = Resizer(
+            image_size=p["image_size"], resize_mode=p["resize_mode"], resize_only_if_bigger=p["resize_only_if_bigger"],
+            encode_quality=p["encode_quality"],
+        )
+        downloader = Downloader(
+            sample_writer_class=_writer_class(), resizer=resizer, thread_count=p["threads"], save_caption=True,
+            extract_exif=True, output_folder=str(tmp), column_list=["url", "caption", "uid", "ts", "year"],
+            timeout=p["timeout"], number_sample_per_shard=p["samples_per_shard"], oom_shard_count=SHARD_DIGITS,
+            compute_hash="sha256", verify_hash_type=None, encode_format="jpg", retries=p["retries"],
+            user_agent_token=p["user_agent_token"], disallowed_header_directives=list(p["disallowed_header_directives"]),
+        )  # fmt: skip
+        ok, _ = downloader((spec.shard, str(rows_file)))
+        if not ok:
+            raise RuntimeError(f"img2dataset failed on shard {spec.bucket}/{name} (its traceback is above)")
+        raw = pl.read_parquet(tmp / f"{spec.shard:0{SHARD_DIGITS}d}.parquet").with_columns(shard_file=pl.lit(name))
+        table = _status_table(raw, spec.bucket)
+        if table.height != rows.height or set(table["uid"]) != set(rows["uid"]):
+            raise RuntimeError(f"shard {spec.bucket}/{name}: img2dataset reported {table.height} of {rows.height} rows")
+        status_path.parent.mkdir(parents=True, exist_ok=True)
+        table.write_parquet(tmp / "status.parquet")
+        if (table["status"] == "success").any():  # a tar without samples would break open_clip's sizes.json lookup
+            Path(spec.shards_dir).mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / name, Path(spec.shards_dir) / name)
+        os.replace(tmp / "status.parquet", status_path)
+    counts = dict(table.group_by("status").len().iter_rows())
+    return {"bucket": spec.bucket, "shard": spec.shard, "rows": rows.height, "counts": counts,
+            "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# Rounds: plan, run, merge.
+
+
+def _state(dir: Path) -> Path:
+    return dir / ".tic" / "download"
+
+
+def _bucket_rows(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> pl.DataFrame:
+    """(bucket, uid, url, text, ts, year, status) for every manifest row inside a bucket."""
+    buckets = doc["buckets"]
+    names = list(wanted) if wanted else list(buckets)
+    for name in names:
+        if name not in buckets:
+            raise UserError(f"--buckets: {name!r} is not a bucket of {dir} ({', '.join(buckets)})")
+        if not BUCKET_NAME.match(name):
+            raise UserError(f"{dir}: bucket name {name!r} cannot be a folder name; rename the step in the benchmark definition")
+    lf = scan_manifest(dir)
+    cols = lf.collect_schema().names()
+    status = pl.col("status") if "status" in cols else pl.lit(None, dtype=pl.String)
+    bucket = pl.lit(None, dtype=pl.String)
+    for name in reversed(names):
+        b = buckets[name]
+        cond = pl.col("year").is_in(b["years"])
+        if "months" in b:
+            cond = cond & pl.col("month").is_in(b["months"])
+        bucket = pl.when(cond).then(pl.lit(name)).otherwise(bucket)
+    return (
+        lf.select(bucket.alias("bucket"), "uid", "url", "text", "ts", "year", status.alias("status"))
+        .filter(pl.col("bucket").is_not_null())
+        .collect()
+    )
+
+
+def _existing_max_shard(shards: Path, bucket: str) -> int:
+    tars = [int(p.stem) for p in (shards / bucket).glob("*.tar") if p.stem.isdigit()]
+    return max(tars, default=-1)
+
+
+def _plan_round(config: DownloadConfig, doc: dict, state: Path) -> Path | None:
+    """Write the next round's plan (pending rows -> bucket/shard); None when nothing is pending."""
+    rows = _bucket_rows(config.dir, doc, config.buckets)
+    pending = rows.filter(pl.col("status").is_null() | (pl.col("status") != "success")).sort(["bucket", "uid"])
+    if pending.height == 0:
+        return None
+    rounds = sorted(state.glob("round-*"))
+    number = int(rounds[-1].name.split("-")[1]) + 1 if rounds else 1
+    shards = config.dir / "shards"
+    parts = []
+    for (name,), group in pending.group_by(["bucket"], maintain_order=True):
+        first = _existing_max_shard(shards, name) + 1
+        parts.append(group.with_columns(shard=(pl.int_range(pl.len()) // config.samples_per_shard + first).cast(pl.Int64)))
+    plan = pl.concat(parts).drop("status")
+    round_dir = state / f"round-{number:04d}"
+    with atomic_dir(round_dir) as tmp:
+        plan.write_parquet(tmp / "plan.parquet")
+        write_json_atomic(tmp / "round.json", {"round": number, "rows": plan.height, "params": config.downloader_params()})
+    return round_dir
+
+
+def _merge(config: DownloadConfig, round_dir: Path, doc: dict) -> dict:
+    """Fold the round's statuses into the manifest, write sizes.json, record the round."""
+    files = sorted((round_dir / "status").glob("*/*.parquet"))
+    status = pl.concat([pl.read_parquet(f) for f in files]).sort("uid") if files else pl.DataFrame(schema={"uid": pl.String, **STATUS_COLUMNS})
+    update_manifest(config.dir, status, STATUS_COLUMNS)
+    rows = _bucket_rows(config.dir, doc, None)
+    full = scan_manifest(config.dir).select("uid", *STATUS_COLUMNS).collect()
+    rows = rows.drop("status").join(full, on="uid", how="left")
+    summary = {}
+    for (name,), group in rows.group_by(["bucket"], maintain_order=True):
+        sizes = group.filter(pl.col("status") == "success").group_by("shard").len().sort("shard")
+        sizes_doc = {s.split("/", 1)[1]: int(n) for s, n in sizes.iter_rows()}
+        bucket_dir = config.dir / "shards" / name
+        if sizes_doc or bucket_dir.exists():
+            write_json_atomic(bucket_dir / "sizes.json", sizes_doc)
+        counts = {str(k): int(v) for k, v in group.group_by(pl.col("status").fill_null("pending")).len().sort("status").iter_rows()}
+        summary[name] = {"rows": group.height, "statuses": counts, "shards": len(sizes_doc), "samples": sum(sizes_doc.values())}
+    write_json_atomic(round_dir / "done.json", {"merged": True})
+    return summary
+
+
+def download(config: DownloadConfig, executor) -> dict:
+    """Run (or finish) one download round; returns the per-bucket summary."""
+    dir = Path(config.dir).resolve()
+    config = DownloadConfig(**{**config.__dict__, "dir": dir})
+    doc = load_manifest_json(dir)
+    state = _state(dir)
+    state.mkdir(parents=True, exist_ok=True)
+    remove_tmp_leftovers(state)
+    rounds = sorted(state.glob("round-*"))
+    round_dir = rounds[-1] if rounds and not (rounds[-1] / "done.json").exists() else None
+    if round_dir is None:
+        round_dir = _plan_round(config, doc, state)
+        if round_dir is None:
+            log.info("%s: every row in the buckets is downloaded; nothing to do", dir)
+            return _merge_summary(config, doc)
+    else:
+        log.info("%s: finishing the interrupted %s", dir, round_dir.name)
+    info = read_json(round_dir / "round.json")
+    plan = pl.read_parquet(round_dir / "plan.parquet", columns=["bucket", "shard"]).unique().sort(["bucket", "shard"])
+    tasks = [
+        Task(f"shard-{b}-{s:0{SHARD_DIGITS}d}", download_shard,
+             (ShardSpec(b, s, str(round_dir), str(dir / "shards" / b), info["params"]),), f"{b}/{shard_name(s)}")
+        for b, s in plan.iter_rows()
+    ]  # fmt: skip
+    log.info("%s: %d rows in %d shards", round_dir.name, info["rows"], len(tasks))
+    run_stage(executor, "download", tasks, round_dir / "completions", config.progress)
+    shutil.rmtree(round_dir / "tasks", ignore_errors=True)
+    summary = _merge(config, round_dir, doc)
+    _record(dir, summary, info)
+    return summary
+
+
+def _merge_summary(config: DownloadConfig, doc: dict) -> dict:
+    return load_manifest_json(config.dir).get("download", {}).get("buckets", {})
+
+
+def _record(dir: Path, summary: dict, info: dict) -> None:
+    doc = load_manifest_json(dir)
+    rounds = doc.get("download", {}).get("rounds", 0)
+    doc["download"] = {"rounds": max(rounds, info["round"]), "parameters": info["params"], "buckets": summary}
+    write_json_atomic(dir / "manifest.json", doc)
+
+
+def bucket_shards(dir: Path, bucket: str) -> list[Path]:
+    """The tars of a bucket listed in its sizes.json, in order."""
+    folder = Path(dir) / "shards" / bucket
+    sizes = read_json(folder / "sizes.json") if (folder / "sizes.json").exists() else {}
+    return [folder / name for name in sorted(sizes)]
+
+
+def wds_urls(dir: Path, bucket: str) -> str:
+    """The bucket's shards as one webdataset/open_clip `--train-data` string ("a.tar::b.tar")."""
+    return "::".join(str(p) for p in bucket_shards(dir, bucket))
+
+
+def format_summary(summary: dict) -> str:
+    statuses = sorted({s for b in summary.values() for s in b["statuses"]})
+    head = f"{'bucket':<12} {'rows':>9} {'shards':>7} " + " ".join(f"{s:>18}" for s in statuses)
+    lines = [head]
+    for name, b in summary.items():
+        lines.append(f"{name:<12} {b['rows']:>9,} {b['shards']:>7} " + " ".join(f"{b['statuses'].get(s, 0):>18,}" for s in statuses))
+    return "\n".join(lines)
