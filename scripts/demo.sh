@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: a synthetic CommonCrawl-style pool, curated into
-# TiC-DataComp year buckets (timestamp recovery, dedupe, ledger), then exported as uid lists.
-# Creates .venv on first use; rerunning reuses the pool and the finished curation.
-# Environment: TIC_DEMO_OUT (default ./out/demo), TIC_DEMO_ROWS (default 200000).
+# The main job on the embedded default, end to end as far as it is built:
+#   1. a synthetic CommonCrawl-style pool, curated into TiC-DataComp year buckets, its ledger checked
+#      against the planted bad rows, exported as DataComp uid lists;
+#   2. the synthetic drifting image world: served over HTTP on 127.0.0.1, curated into the demo
+#      benchmark's buckets, downloaded with img2dataset into webdataset shards per bucket.
+# Creates .venv on first use; rerunning reuses everything already finished.
+# Environment: TIC_DEMO_OUT (default ./out/demo), TIC_DEMO_ROWS (pool rows, default 200000),
+# TIC_DEMO_PORT (image server port, default 8765), TIC_DEMO_PAIRS (world pairs per step, default 3300).
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 cd "$ROOT"
 OUT="${TIC_DEMO_OUT:-$ROOT/out/demo}"
 ROWS="${TIC_DEMO_ROWS:-200000}"
+PORT="${TIC_DEMO_PORT:-8765}"
+PAIRS="${TIC_DEMO_PAIRS:-3300}"
 
 echo "== 1. synthetic pool ($ROWS rows) -> $OUT/pool"
 if [ -f "$OUT/pool/_synth.json" ] && python -c "import json,sys; sys.exit(json.load(open('$OUT/pool/_synth.json'))['rows'] != $ROWS)"; then
@@ -37,3 +43,31 @@ PY
 
 echo "== 4. uid lists per bucket (DataComp format) -> $OUT/uids"
 tic uids export "$OUT/curated" --out "$OUT/uids"
+
+echo "== 5. synthetic image world ($PAIRS pairs per step) -> $OUT/world"
+if [ -f "$OUT/world/_world.json" ] && python -c "import json,sys; w=json.load(open('$OUT/world/_world.json')); sys.exit(not (w['pairs_per_step'] == $PAIRS and w['base_url'] == 'http://127.0.0.1:$PORT'))"; then
+    echo "   (already there)"
+else
+    tic synth world --out "$OUT/world" --pairs-per-step "$PAIRS" --base-url "http://127.0.0.1:$PORT" --overwrite
+fi
+
+echo "== 6. serve the world's images on http://127.0.0.1:$PORT"
+tic serve-images --port "$PORT" -q &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+python - "$PORT" <<'PY'
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.2).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit("the image server did not start")
+PY
+
+echo "== 7. curate the world into the demo benchmark's buckets -> $OUT/world-curated"
+tic curate "$OUT/world" --out "$OUT/world-curated" --benchmark demo --overwrite
+
+echo "== 8. download every bucket with img2dataset -> $OUT/world-curated/shards"
+tic download "$OUT/world-curated" --allow-private-hosts --image-size 64 --samples-per-shard 1000 --timeout 3

@@ -1,4 +1,6 @@
-"""`tic curate --ray-address` on a real two-node Ray cluster gives the bytes of a local run."""
+"""On a real two-node Ray cluster: `tic curate --ray-address` gives the bytes of a local run, and
+`tic download --ray-address` spreads its shards over both nodes and collects every status.
+(One cluster for both: starting one costs most of this test's time.)"""
 
 from __future__ import annotations
 
@@ -37,7 +39,38 @@ def test_two_node_cluster_matches_local_run(tmp_path):
             env={k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | {"RAY_AUTH_TOKEN": token},
         )
         assert res.returncode == 0, res.stderr
+        downloaded = _download_on(address, token, tmp_path)
     assert tree_digest(out) == tree_digest(tmp_path / "local")
     # Both nodes did work: every completion marker names the node that ran the task.
     ran_on = {json.loads(p.read_text())["_node"] for p in (out / ".tic" / "completions").glob("*.json")}
     assert ran_on == {n["id"] for n in nodes}
+    # Download: shards ran on both nodes, every row has a status, failures are the failure URLs.
+    import polars as pl
+
+    from ticdata.manifest import scan_manifest
+
+    man = scan_manifest(downloaded).collect()
+    assert man["status"].null_count() == 0
+    assert set(man.filter(~pl.col("url").str.contains("/fail/"))["status"]) == {"success"}
+    markers = list((downloaded / ".tic" / "download").glob("round-*/completions/*.json"))
+    assert len(markers) >= 4 and {json.loads(p.read_text())["_node"] for p in markers} == {n["id"] for n in nodes}
+
+
+def _download_on(address: str, token: str, tmp_path: Path) -> Path:
+    from ticdata.curate import CurateConfig, curate
+    from ticdata.executor import InlineExecutor
+    from ticdata.serve import ImageServer
+    from ticdata.synth.world import make_world
+
+    with ImageServer() as server:
+        make_world(tmp_path / "world", seed=3, base_url=server.url, pairs_per_step=40, fail_share=0.1)
+        out = tmp_path / "world-cur"
+        curate(CurateConfig(inputs=(str(tmp_path / "world"),), out=out, benchmark="demo", progress=False), InlineExecutor())
+        res = subprocess.run(
+            [TIC, "download", str(out), "--ray-address", address, "--allow-private-hosts", "--samples-per-shard", "10",
+             "--image-size", "32", "--timeout", "2", "-q"],
+            capture_output=True, text=True, timeout=600,
+            env={k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | {"RAY_AUTH_TOKEN": token},
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+    return out
