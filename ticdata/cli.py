@@ -155,6 +155,22 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_reshard(args) -> int:
+    from ticdata.reshard import format_reshard_table, plan_reshard, reshard
+
+    kw = dict(
+        manifest=Path(args.manifest) if args.manifest else None, uid_files=args.uids,
+        samples_per_shard=args.samples_per_shard, split=None if args.split == "all" else args.split,
+        tars_per_task=args.tars_per_task, overwrite=args.overwrite,
+    )
+    plan = plan_reshard(args.shards, Path(args.out), **kw)  # validates before Ray starts
+    with _executor(args) as ex:
+        doc = reshard(args.shards, Path(args.out), ex, progress=not args.quiet, plan=plan, **kw)
+    print(format_reshard_table(doc))
+    print(f"shards: {Path(args.out).resolve() / 'shards'}")
+    return 0
+
+
 def cmd_benchmarks(args) -> int:
     from ticdata.benchmarks import load_benchmark, shipped_names
 
@@ -301,6 +317,25 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--user-agent-token", help="a token appended to the User-Agent (and matched in X-Robots-Tag)")
     _add_executor_flags(dp)
     dp.set_defaults(func=cmd_download)
+
+    rp = sub.add_parser(
+        "reshard", parents=[common], help="per-bucket shards from an existing DataComp-style webdataset pool",
+        description="Stream an existing webdataset pool (tars whose .json holds the uid, as DataComp's and img2dataset's) "
+        "into OUT/shards/<bucket>/NNNNNNNN.tar (key = uid, every member kept, deterministic bytes) with sizes.json, "
+        "selecting each bucket's samples by a curated folder (--manifest) or by DataComp/TiC uid files (--uids). "
+        "Parallel on Ray, memory bounded (about 18 bytes per selected uid in the driver), resumable; OUT/reshard.json "
+        "holds the counts and a ledger (read = selected + not selected + duplicates + malformed).")
+    rp.add_argument("shards", nargs="+", metavar="SHARDS", help="tar files, folders of tars, globs or brace patterns (pool/{00000000..00000099}.tar)")
+    rp.add_argument("--out", required=True, help="output folder")
+    rp.add_argument("--manifest", metavar="DIR", help="a curated folder: each bucket takes the rows of its years")
+    rp.add_argument("--uids", nargs="+", action="extend", metavar="[BUCKET=]FILE.npy",
+                    help="DataComp uid files (numpy u8,u8), one per bucket; the file's stem names the bucket unless BUCKET= is given")
+    rp.add_argument("--split", default="train", help="with --manifest: rows of this split only, or 'all' (default train)")
+    rp.add_argument("--samples-per-shard", type=_positive, default=10_000, help="samples per output shard (default 10,000)")
+    rp.add_argument("--tars-per-task", type=_positive, default=1, help="input tars per task (default 1)")
+    rp.add_argument("--overwrite", action="store_true", help="replace another reshard's output in OUT")
+    _add_executor_flags(rp)
+    rp.set_defaults(func=cmd_reshard)
 
     bp = sub.add_parser("benchmarks", parents=[common], help="list the shipped benchmark definitions",
                         description="The shipped benchmark definitions (manifests/*.toml) and their steps.")
