@@ -54,6 +54,9 @@ def make_pool(tmp_path, base_url, normal_per_year=12):
         url = image_url(base_url, 0, year, concept, inst, kind=kind)
         text = caption(0, year, concept, inst)
         records.append({"uid": uid_of(url, text), "url": url, "text": text, "source": SNAP[year], "kind": kind or "ok"})
+    # one row outside every bucket of tic-datacomp (2013): not downloaded, but it gets a status
+    url = image_url(base_url, 0, 2013, 0, 0)
+    records.append({"uid": uid_of(url, "old"), "url": url, "text": "old", "source": "crawl-data/CC-MAIN-2013-20/x", "kind": "outside"})
     pool = tmp_path / "pool.parquet"
     pl.DataFrame(records).write_parquet(pool)
     out = tmp_path / "cur"
@@ -81,8 +84,9 @@ def test_every_row_gets_a_status_and_shards_hold_the_successes(tmp_path, server)
     summary = download(config(out), InlineExecutor())
     man = scan_manifest(out).collect().join(records.select("uid", "kind"), on="uid")
     assert man["status"].null_count() == 0 and man.height == records.height  # no lost row
-    for kind, expected in ROUTES.items():
+    for kind, expected in ROUTES.items() | {"outside": "skipped"}.items():
         got = set(man.filter(pl.col("kind") == (kind or "ok"))["status"])
+        assert got, kind
         assert got == {expected}, (kind, got, man.filter(pl.col("kind") == (kind or "ok"))["error_message"].to_list())
     assert man.filter(pl.col("kind") == "slow")["error_message"].str.contains("timed out").all()
     assert man.filter(pl.col("kind") == "truncated")["error_message"].str.contains("incomplete read").all()
@@ -126,7 +130,7 @@ def test_rerun_retries_only_the_failures(tmp_path, server):
     download(config(out, timeout=5.0), InlineExecutor())  # the slow route now answers in time
     after = scan_manifest(out).collect()
     newly = sum(server.counts.values()) - requested_before
-    failed = before.filter(pl.col("status") != "success")
+    failed = before.filter(~pl.col("status").is_in(["success", "skipped"]))
     assert newly >= failed.height and newly <= failed.height + 2  # one request per retried row (+ redirect hops)
     assert {p: p.stat().st_mtime_ns for p in tars} == tars  # finished shards untouched
     slow = after.join(records.filter(pl.col("kind") == "slow").select("uid"), on="uid")
@@ -140,7 +144,7 @@ def test_rerun_retries_only_the_failures(tmp_path, server):
 def test_private_hosts_are_refused_by_default(tmp_path, server):
     out, _ = make_pool(tmp_path, server.url, normal_per_year=2)
     download(config(out, policy=FetchPolicy()), InlineExecutor())
-    man = scan_manifest(out).collect()
+    man = scan_manifest(out).collect().filter(pl.col("status") != "skipped")  # the row outside the buckets
     assert set(man["status"]) == {"refused"}
     assert man["error_message"].str.contains("--allow-private-hosts").all()
     assert sum(server.counts.values()) == 0  # nothing was even requested

@@ -283,6 +283,7 @@ def _merge(config: DownloadConfig, round_dir: Path, doc: dict) -> dict:
     files = sorted((round_dir / "status").glob("*/*.parquet"))
     status = pl.concat([pl.read_parquet(f) for f in files]).sort("uid") if files else pl.DataFrame(schema={"uid": pl.String, **STATUS_COLUMNS})
     update_manifest(config.dir, status, STATUS_COLUMNS)
+    _mark_skipped(config.dir, doc, config.buckets)
     rows = _bucket_rows(config.dir, doc, None)
     full = scan_manifest(config.dir).select("uid", *STATUS_COLUMNS).collect()
     rows = rows.drop("status").join(full, on="uid", how="left")
@@ -329,6 +330,18 @@ def download(config: DownloadConfig, executor) -> dict:
     summary = _merge(config, round_dir, doc)
     _record(dir, summary, info)
     return summary
+
+
+def _mark_skipped(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> None:
+    """Rows this download does not fetch (outside the benchmark's buckets, or in buckets left out by
+    --buckets) get status `skipped`, so every manifest row has a status; a later download that
+    includes their bucket fetches them."""
+    inside = _bucket_rows(dir, doc, wanted).select("uid")
+    lf = scan_manifest(dir)
+    todo = lf.filter(pl.col("status").is_null()).select("uid").collect().join(inside, on="uid", how="anti")
+    if todo.height:
+        reason = "not in the buckets of this download" if wanted else "outside every bucket of the benchmark"
+        update_manifest(dir, todo.with_columns(status=pl.lit("skipped"), error_message=pl.lit(reason)), STATUS_COLUMNS)
 
 
 def _merge_summary(config: DownloadConfig, doc: dict) -> dict:

@@ -128,14 +128,15 @@ def format_bucket_table(doc: dict) -> str:
 
 
 def update_manifest(out: str | Path, table: pl.DataFrame, columns: dict[str, pl.DataType], on: str = "uid") -> int:
-    """Set `columns` of the manifest rows whose `on` key is in `table` (other rows keep theirs;
-    columns the manifest lacks are added as nulls). Rewrites each part file atomically, in place,
+    """Set the `columns` that `table` holds on the manifest rows whose `on` key is in `table` (other
+    rows and other columns keep their values; columns the manifest lacks are added as nulls). Rewrites each part file atomically, in place,
     so a killed update is finished by running it again. Returns the rows updated."""
     import os
     import uuid as _uuid
 
     root = Path(out) / MANIFEST_DIR
-    table = table.select(on, *[pl.col(c).cast(t) for c, t in columns.items()]).unique(on, keep="last")
+    present = {c: t for c, t in columns.items() if c in table.columns}
+    table = table.select(on, *[pl.col(c).cast(t) for c, t in present.items()]).unique(on, keep="last")
     updated = 0
     for part in sorted(root.glob("year=*/*.parquet")):
         df = pl.read_parquet(part)
