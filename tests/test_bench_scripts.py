@@ -20,3 +20,14 @@ def test_bench_curate_runs(tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "tic/duckdb" in res.stdout and "200,000" in res.stdout and "50,000" in res.stdout
     assert not list(tmp_path.iterdir())  # pools and outputs cleaned up
+
+
+@pytest.mark.slow
+def test_bench_download_runs(tmp_path):
+    res = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_download.py"), "--pairs-per-step", "30", "--repeats", "1",
+         "--samples-per-shard", "50"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "tic overhead" in res.stdout and "150 images" in res.stdout

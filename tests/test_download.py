@@ -207,3 +207,16 @@ def test_killed_download_resumes_and_skips_finished_shards(tmp_path, server):
     assert len(done) >= 4
     doc = json.loads((out / "manifest.json").read_text())
     assert doc["download"]["rounds"] == 1
+
+
+def test_a_bucket_name_that_would_escape_the_shards_folder_is_refused(tmp_path, server):
+    from ticdata.errors import UserError
+
+    bench = tmp_path / "evil.toml"
+    bench.write_text('name = "evil"\n[[steps]]\nname = "../../outside"\nyears = [2017, 2019]\n')
+    _, records = make_pool(tmp_path, server.url, normal_per_year=1)
+    out = tmp_path / "cur2"
+    curate(CurateConfig(inputs=(str(tmp_path / "pool.parquet"),), out=out, benchmark=str(bench), progress=False), InlineExecutor())
+    with pytest.raises(UserError, match="cannot be a folder name"):
+        download(config(out), InlineExecutor())
+    assert not (tmp_path / "outside").exists() and not (out / "shards").exists()
