@@ -3,7 +3,9 @@
 #   1. a synthetic CommonCrawl-style pool, curated into TiC-DataComp year buckets, its ledger checked
 #      against the planted bad rows, exported as DataComp uid lists;
 #   2. the synthetic drifting image world: served over HTTP on 127.0.0.1, curated into the demo
-#      benchmark's buckets, downloaded with img2dataset into webdataset shards per bucket.
+#      benchmark's buckets, downloaded with img2dataset into webdataset shards per bucket;
+#   3. per bucket a held-out retrieval and classification set (CLIP_benchmark's wds layout), the
+#      training rows that copy an eval image or pair excluded, training shards without them.
 # Creates .venv on first use; rerunning reuses everything already finished.
 # Environment: TIC_DEMO_OUT (default ./out/demo), TIC_DEMO_ROWS (pool rows, default 200000),
 # TIC_DEMO_PORT (image server port, default 8765), TIC_DEMO_PAIRS (world pairs per step, default 3300).
@@ -71,3 +73,6 @@ tic curate "$OUT/world" --out "$OUT/world-curated" --benchmark demo --overwrite
 
 echo "== 8. download every bucket with img2dataset -> $OUT/world-curated/shards"
 tic download "$OUT/world-curated" --allow-private-hosts --image-size 64 --samples-per-shard 1000 --timeout 3
+
+echo "== 9. held-out eval sets per bucket, decontaminated training shards -> $OUT/world-curated/{eval,train}"
+tic evalsets "$OUT/world-curated" --samples-per-shard 1000

@@ -121,3 +121,8 @@ def _from_dict(data: dict, where: Path) -> Benchmark:
         source=str(where),
     )
     return bench.with_granularity(str(data.get("granularity", "year")))
+
+
+def benchmark_from_manifest(doc: dict, where: Path) -> Benchmark:
+    """The benchmark a manifest.json was curated with (its `benchmark` entry)."""
+    return _from_dict(doc["benchmark"], Path(where))

@@ -171,6 +171,31 @@ def cmd_reshard(args) -> int:
     return 0
 
 
+def cmd_evalsets(args) -> int:
+    from ticdata.evalsets import EvalConfig, build_evalsets, format_evalsets_table
+
+    config = EvalConfig(
+        dir=Path(args.dir), classes=args.classes, seed=args.seed, retrieval=args.retrieval, per_class=args.per_class,
+        distance=args.phash_distance, min_words=args.min_words, max_words=args.max_words,
+        tic_retrieval=Path(args.tic_retrieval) if args.tic_retrieval else None,
+        tic_datacompnet=Path(args.tic_datacompnet) if args.tic_datacompnet else None,
+        samples_per_shard=args.samples_per_shard, train_shards=not args.no_train_shards, overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    if config.distance < 0 or config.distance > 31:
+        raise UserError(f"--phash-distance {config.distance}: choose 0..31 bits (default 4)")
+    for p in (config.tic_retrieval, config.tic_datacompnet):
+        if p is not None and not p.is_file():
+            raise UserError(f"{p}: no such file")
+    with _executor(args) as ex:
+        doc = build_evalsets(config, ex)
+    print(format_evalsets_table(doc))
+    print(f"eval sets: {Path(args.dir).resolve() / 'eval'}")
+    if config.train_shards:
+        print(f"training shards: {Path(args.dir).resolve() / 'train' / 'shards'}")
+    return 0
+
+
 def cmd_benchmarks(args) -> int:
     from ticdata.benchmarks import load_benchmark, shipped_names
 
@@ -336,6 +361,35 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--overwrite", action="store_true", help="replace another reshard's output in OUT")
     _add_executor_flags(rp)
     rp.set_defaults(func=cmd_reshard)
+
+    ep = sub.add_parser(
+        "evalsets", parents=[common], help="held-out retrieval and classification sets per bucket; decontaminated training shards",
+        description="Per bucket of a downloaded folder: hold out a retrieval set (informative, unique captions) and a "
+        "DataCompNet-style classification set (captions naming exactly one class, whole words; a per-class cap), seeded. "
+        "Training rows in any bucket whose image equals an eval image (sha256), nearly equals it (pHash), or whose "
+        "(url, text) equals an eval pair are excluded and counted. Writes DIR/eval/<bucket>/{retrieval,classification}/ "
+        "in CLIP_benchmark's wds layout (clip_benchmark eval --dataset wds/NAME --dataset_root THAT_FOLDER) with "
+        "samples.parquet, sets the manifest's split column (train, retrieval, classification, excluded), and reshards "
+        "the training rows into DIR/train/shards/<bucket>/.")
+    ep.add_argument("dir", help="a curated folder whose images are in DIR/shards (tic download or tic reshard --out DIR)")
+    ep.add_argument("--classes", default="auto", metavar="SPEC",
+                    help="imagenet (1000 classes, with synonyms), column:NAME (a manifest column's values), a vocabulary "
+                    "file (JSON or one 'name, synonym, ...' per line), or auto: column:concept when the manifest has it "
+                    "(the synthetic world), else imagenet (default auto)")
+    ep.add_argument("--seed", type=int, default=0, help="selection seed (default 0)")
+    ep.add_argument("--retrieval", type=int, metavar="N", help="retrieval pairs per bucket (default: the benchmark's retrieval_per_step)")
+    ep.add_argument("--per-class", type=int, metavar="N", help="classification images per class and bucket (default: the benchmark's classification_per_class)")
+    ep.add_argument("--phash-distance", type=int, default=4, metavar="BITS",
+                    help="a training image within this many pHash bits of an eval image is a near duplicate (default 4 of 64)")
+    ep.add_argument("--min-words", type=int, default=3, help="retrieval captions have at least this many words (default 3)")
+    ep.add_argument("--max-words", type=int, default=60, help="and at most this many (default 60)")
+    ep.add_argument("--tic-retrieval", metavar="PKL", help="import TiC's tic-datacomp_retrieval_evals_year2uids.pkl instead of selecting retrieval sets")
+    ep.add_argument("--tic-datacompnet", metavar="PKL", help="import TiC's tic-datacompnet_year2uids.pkl instead of selecting classification sets (needs --classes imagenet)")
+    ep.add_argument("--samples-per-shard", type=_positive, default=10_000, help="samples per eval and training tar (default 10,000)")
+    ep.add_argument("--no-train-shards", action="store_true", help="do not reshard the training rows into DIR/train/shards")
+    ep.add_argument("--overwrite", action="store_true", help="rebuild eval sets made with other parameters")
+    _add_executor_flags(ep)
+    ep.set_defaults(func=cmd_evalsets)
 
     bp = sub.add_parser("benchmarks", parents=[common], help="list the shipped benchmark definitions",
                         description="The shipped benchmark definitions (manifests/*.toml) and their steps.")

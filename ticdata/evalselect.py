@@ -1,0 +1,150 @@
+"""Which rows of a bucket become its held-out retrieval and classification sets (pure functions).
+
+Retrieval (TiC-CLIP's dynamic retrieval): pairs whose caption is informative (enough words, not
+too many, no URL or file name), unique in its bucket (a caption shared by several images cannot
+retrieve one of them), whose image is unique in the bucket (sha256) and not blank (pHash).
+Classification (DataCompNet-style): images whose caption names exactly one class (or whose label
+column holds one), at most `per_class` per class. Within one bucket no two held-out images are
+near-duplicates (pHash within the decontamination distance), so a retrieval query has one answer.
+
+Order: each candidate's rank is a 64-bit mix of its uid and the seed (splitmix64), so a selection
+depends only on (seed, uids, parameters), never on row order, file layout or worker count; the
+first N candidates in rank order are taken, one class's quota at a time for classification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ticdata.classes import Vocabulary, match_captions
+from ticdata.phash import informative, near_pairs
+
+RETRIEVAL, CLASSIFICATION, TRAIN, EXCLUDED = "retrieval", "classification", "train", "excluded"
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_URL_OR_FILE = r"(?i)(https?://|www\.|\.(jpe?g|png|gif|webp|bmp|tiff?)\b|\bimg_\d|\bdsc_?\d)"
+_WORD = r"\p{L}{2,}"
+CANDIDATE_FACTOR = 4  # near-duplicate checks look at this many times the quota of candidates
+
+
+@dataclass(frozen=True)
+class SelectParams:
+    retrieval: int
+    per_class: int
+    seed: int = 0
+    distance: int = 4
+    min_words: int = 3
+    max_words: int = 60
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = (x + np.uint64(0x9E3779B97F4A7C15)) & _M64
+        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
+        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
+        return z ^ (z >> np.uint64(31))
+
+
+def rank_of(uids: pl.Series, seed: int) -> np.ndarray:
+    """The seeded 64-bit rank of each uid (hex string): lower ranks are picked first."""
+    hi = uids.str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False).fill_null(0).to_numpy()
+    lo = uids.str.slice(16, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False).fill_null(0).to_numpy()
+    s = _splitmix(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
+    return _splitmix(_splitmix(hi ^ s) ^ lo)
+
+
+def caption_reason(text: pl.Expr, min_words: int, max_words: int) -> pl.Expr:
+    """Why a caption is not informative enough for retrieval, or null when it is."""
+    words = text.str.count_matches(_WORD)
+    return (
+        pl.when(text.is_null() | (text.str.strip_chars() == "")).then(pl.lit("no_caption"))
+        .when(text.str.contains(_URL_OR_FILE)).then(pl.lit("caption_is_url_or_file"))
+        .when(words < min_words).then(pl.lit("short_caption"))
+        .when(words > max_words).then(pl.lit("long_caption"))
+        .otherwise(None)
+    )
+
+
+def _normal_caption(text: pl.Expr) -> pl.Expr:
+    return text.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]+", " ").str.strip_chars()
+
+
+def _greedy(cands: pl.DataFrame, quota: dict, taken_phash: np.ndarray, distance: int) -> tuple[list[int], int]:
+    """Indices (rows of `cands`, already in rank order) picked group by group up to each group's
+    quota, skipping any image within `distance` of one picked before or of `taken_phash`."""
+    ph = cands["phash"].to_numpy()
+    blocked = np.zeros(len(cands), dtype=bool)
+    if len(taken_phash):
+        hit = near_pairs(ph, taken_phash, distance)
+        blocked[hit["q"].to_numpy()] = True
+    pairs = near_pairs(ph, ph, distance).filter(pl.col("q") != pl.col("r"))
+    neighbours: dict[int, list[int]] = {}
+    for q, r in zip(pairs["q"].to_list(), pairs["r"].to_list()):
+        neighbours.setdefault(q, []).append(r)
+    left = dict(quota)
+    picked, skipped = [], 0
+    for i, g in enumerate(cands["group"].to_list()):
+        if left.get(g, 0) <= 0:
+            continue
+        if blocked[i]:
+            skipped += 1
+            continue
+        picked.append(i)
+        left[g] -= 1
+        for j in neighbours.get(i, ()):
+            blocked[j] = True
+    return picked, skipped
+
+
+def select_bucket(rows: pl.DataFrame, params: SelectParams, vocab: Vocabulary) -> tuple[pl.DataFrame, dict]:
+    """The held-out rows of one bucket: (uid, split, label) and counts of why rows were passed over.
+
+    `rows`: uid, text, sha256, phash (UInt64) for every downloaded image of the bucket, plus the
+    vocabulary's label column when it has one."""
+    counts: dict = {"images": rows.height}
+    df = rows.with_columns(
+        _rank=pl.Series(rank_of(rows["uid"], params.seed), dtype=pl.UInt64),
+        _flat=pl.Series(~informative(rows["phash"].to_numpy()), dtype=pl.Boolean),
+        _dup_image=pl.col("sha256").is_duplicated(),
+    ).sort("_rank")
+    # -- retrieval
+    reason = (
+        pl.when(pl.col("_flat")).then(pl.lit("flat_image"))
+        .when(pl.col("_dup_image")).then(pl.lit("repeated_image"))
+        .otherwise(caption_reason(pl.col("text"), params.min_words, params.max_words))
+    )
+    df = df.with_columns(_norm=_normal_caption(pl.col("text")))
+    df = df.with_columns(_why=pl.when(reason.is_null() & pl.col("_norm").is_duplicated()).then(pl.lit("repeated_caption")).otherwise(reason))
+    counts["retrieval_not_eligible"] = dict(sorted(
+        (r, n) for r, n in df.filter(pl.col("_why").is_not_null()).group_by("_why").len().iter_rows()))
+    eligible = df.filter(pl.col("_why").is_null()).head(params.retrieval * CANDIDATE_FACTOR).with_columns(group=pl.lit(0))
+    idx, skipped = _greedy(eligible, {0: params.retrieval}, np.zeros(0, np.uint64), params.distance)
+    ret = eligible[idx]
+    counts["retrieval_near_duplicates_skipped"] = skipped
+    counts[RETRIEVAL] = ret.height
+    # -- classification, from the rest
+    rest = df.filter(~pl.col("_flat") & ~pl.col("_dup_image") & ~pl.col("uid").is_in(ret["uid"].implode()))
+    if vocab.column is not None:
+        index = {n: i for i, n in enumerate(vocab.names)}
+        rest = rest.with_columns(label=pl.col(vocab.column).replace_strict(index, default=None, return_dtype=pl.Int32),
+                                 class_match=pl.lit("one"))
+    else:
+        rest = match_captions(rest, vocab)
+    counts["class_match"] = dict(sorted(rest.group_by("class_match").len().iter_rows()))
+    labelled = rest.filter(pl.col("label").is_not_null()).sort("_rank")  # joins need not keep order
+    cands = (labelled.with_columns(_n=pl.int_range(pl.len()).over("label"))
+             .filter(pl.col("_n") < params.per_class * CANDIDATE_FACTOR).sort("_rank")
+             .with_columns(group=pl.col("label")))
+    quota = {g: params.per_class for g in cands["label"].unique().to_list()}
+    idx, skipped = _greedy(cands, quota, ret["phash"].to_numpy(), params.distance)
+    cls = cands[idx]
+    counts["classification_near_duplicates_skipped"] = skipped
+    counts[CLASSIFICATION] = cls.height
+    counts["classes"] = cls["label"].n_unique()
+    picks = pl.concat([
+        ret.select("uid", split=pl.lit(RETRIEVAL), label=pl.lit(None, pl.Int32)),
+        cls.select("uid", split=pl.lit(CLASSIFICATION), label=pl.col("label").cast(pl.Int32)),
+    ])
+    return picks, counts
