@@ -252,3 +252,41 @@ def test_clip_benchmark_evaluates_a_random_tiny_model_on_our_sets(tmp_path, serv
     expected = pl.read_parquet(out / "eval" / "2019" / "classification" / "samples.parquet")
     assert logits.shape == (expected.height, len(ds.classes))
     assert sorted(target.tolist()) == sorted(expected["label"].to_list())
+
+
+def test_a_killed_run_resumes_to_the_same_result(tmp_path, server, monkeypatch):
+    import shutil
+
+    import ticdata.evalsets as evalsets_mod
+
+    out = _downloaded(tmp_path, server)
+    clean = tmp_path / "clean"
+    shutil.copytree(out, clean)
+    cfg = dict(retrieval=8, per_class=2, samples_per_shard=16, progress=False)
+    want = build_evalsets(EvalConfig(dir=clean, **cfg), InlineExecutor())
+
+    real = evalsets_mod.write_eval_set
+    calls = []
+
+    def dies_on_third(spec):
+        calls.append(spec.out)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed while writing the eval sets
+        return real(spec)
+
+    monkeypatch.setattr(evalsets_mod, "write_eval_set", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        build_evalsets(EvalConfig(dir=out, **cfg), InlineExecutor())
+    assert (out / ".tic" / "evalsets" / "completions").is_dir()
+    monkeypatch.setattr(evalsets_mod, "write_eval_set", real)
+    got = build_evalsets(EvalConfig(dir=out, **cfg), InlineExecutor())
+    assert got["buckets"] == {b: v for b, v in want["buckets"].items()}
+    assert not (out / ".tic" / "evalsets").exists()
+    for b in ("2017", "2019"):
+        for kind in ("retrieval", "classification"):
+            a = pl.read_parquet(out / "eval" / b / kind / "samples.parquet")
+            c = pl.read_parquet(clean / "eval" / b / kind / "samples.parquet")
+            assert a.equals(c)
+            assert (out / "eval" / b / kind / "test" / "0.tar").read_bytes() == (clean / "eval" / b / kind / "test" / "0.tar").read_bytes()
+    key = ["uid", "split", "exclude_reason"]
+    assert scan_manifest(out).select(key).collect().sort("uid").equals(scan_manifest(clean).select(key).collect().sort("uid"))

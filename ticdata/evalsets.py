@@ -305,6 +305,15 @@ def _imports(config: EvalConfig, vocab: Vocabulary, rows: pl.DataFrame) -> tuple
     return out, info
 
 
+def _check_imports(config: EvalConfig) -> None:
+    from ticdata.tic_pickles import load_datacompnet, load_retrieval
+
+    if config.tic_retrieval:
+        load_retrieval(config.tic_retrieval)
+    if config.tic_datacompnet:
+        load_datacompnet(config.tic_datacompnet)
+
+
 def _select(config: EvalConfig, dir: Path, state: Path, hashes: pl.DataFrame, vocab: Vocabulary,
             buckets: list[str], retrieval: int, per_class: int) -> tuple[pl.DataFrame, dict]:
     path = state / "selection.parquet"
@@ -370,6 +379,7 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
     retrieval = config.retrieval if config.retrieval is not None else int(bench_eval.get("retrieval_per_step", 1000))
     per_class = config.per_class if config.per_class is not None else int(bench_eval.get("classification_per_class", 50))
     plan = _plan_doc(config, vocab_spec, retrieval, per_class, tars)
+    _check_imports(config)  # refuse a bad pickle before anything is changed
 
     state = dir / STATE
     final = dir / EVAL_DIR / "evalsets.json"
