@@ -1,0 +1,64 @@
+"""The data each continual method trains on: its mixture over buckets, drawn in the proportions it
+defines, exactly the budget per step, and resumable at any draw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from train.mixture import METHODS, budget_of, mixture
+from train.sampling import bucket_choices
+
+SIZES = [4000, 1000, 2500, 3000, 2000]
+
+
+def _drawn(m, step, budget, seed=0):
+    ch = bucket_choices(m.weights, seed, step, 0, budget)
+    return np.bincount(ch, minlength=len(SIZES))
+
+
+def test_definitions_by_hand():
+    t = 3  # the fourth bucket
+    assert mixture("sequential", t, SIZES).weights == (0, 0, 0, 1, 0)
+    assert mixture("patching", t, SIZES).weights == (0, 0, 0, 1, 0)
+    ca = mixture("cumulative-all", t, SIZES)
+    assert np.allclose(ca.weights, [4000 / 10500, 1000 / 10500, 2500 / 10500, 3000 / 10500, 0])
+    assert mixture("restart", t, SIZES) == ca and mixture("lwf", t, SIZES) == ca
+    assert mixture("lwf", t, SIZES, lwf_data="sequential").weights == (0, 0, 0, 1, 0)
+    assert np.allclose(mixture("oracle", 0, SIZES).weights, np.array(SIZES) / sum(SIZES))
+    # exp: buffer of |D_t| = 3000: t-1 half (1500, but bucket 2 has 2500 -> fine), t-2 a quarter, t-3 the rest
+    ex = mixture("cumulative-exp", t, SIZES)
+    assert ex.limits[:3] == (750, 750, 1500) and ex.limits[3] is None
+    assert np.allclose(ex.weights, [750 / 6000, 750 / 6000, 1500 / 6000, 3000 / 6000, 0])
+    # equal: 1000 each from three old buckets
+    eq = mixture("cumulative-equal", t, SIZES)
+    assert eq.limits[:3] == (1000, 1000, 1000)
+    assert np.allclose(eq.weights, [1 / 6, 1 / 6, 1 / 6, 1 / 2, 0])
+    # a share larger than its bucket is capped and the rest goes to the others: buffer 6000, equal
+    capped = mixture("cumulative-equal", t, SIZES, buffer=6000)
+    assert capped.limits[:3] == (2500, 1000, 2500) and sum(capped.limits[:3]) == 6000
+    # step 1 is D_1 alone for every method
+    for m in METHODS:
+        if m != "oracle":
+            assert mixture(m, 0, SIZES).weights == (1, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_draws_its_proportions(method):
+    budget = budget_of(method, 20_000, len(SIZES))
+    for step in range(len(SIZES)):
+        m = mixture(method, step, SIZES)
+        got = _drawn(m, step, budget)
+        assert got.sum() == budget  # exactly the budget, whatever the data size
+        want = np.array(m.expected_counts(budget))
+        sd = np.sqrt(budget * np.array(m.weights) * (1 - np.array(m.weights)))
+        assert (np.abs(got - want) <= 4 * sd + 1e-9).all(), (method, step, got, want)  # 4 sigma
+        assert (got[np.array(m.weights) == 0] == 0).all()
+
+
+def test_draws_resume_at_any_point():
+    w = mixture("cumulative-exp", 4, SIZES).weights
+    whole = bucket_choices(w, 7, 4, 0, 10_000)
+    parts = np.concatenate([bucket_choices(w, 7, 4, a, b - a) for a, b in ((0, 1234), (1234, 5000), (5000, 10_000))])
+    assert (whole == parts).all()
+    assert not (bucket_choices(w, 8, 4, 0, 10_000) == whole).all()
