@@ -6,6 +6,8 @@ VENV="$ROOT/.venv"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 STAMP="$VENV/.tic-installed"
+# albumentations (pulled in by img2dataset) checks PyPI for updates on import: never, not even below.
+export NO_ALBUMENTATIONS_UPDATE=1
 WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ]; then
     echo "[tic] creating $VENV" >&2
@@ -22,5 +24,3 @@ fi
 export PATH="$VENV/bin:$PATH"
 # Keep Ray quiet and on loopback-friendly defaults; users may override.
 export RAY_USAGE_STATS_ENABLED="${RAY_USAGE_STATS_ENABLED:-0}"
-# albumentations (pulled in by img2dataset) checks PyPI for updates on import: never at run time.
-export NO_ALBUMENTATIONS_UPDATE=1

@@ -196,6 +196,36 @@ def cmd_evalsets(args) -> int:
     return 0
 
 
+_TRAIN_FLAGS = ("data", "out", "method", "samples_per_step", "batch_size", "model", "lr", "warmup", "weight_decay",
+                "precision", "seed", "workers", "device", "accum_freq", "buffer", "lwf_weight", "lwf_data",
+                "patching_alpha", "checkpoint_every", "log_every", "threads")
+
+
+def cmd_train(args) -> int:
+    from train.config import load_config
+    from train.loop import format_run_table, run_training
+
+    overrides = {k: getattr(args, k) for k in _TRAIN_FLAGS}
+    if args.grad_checkpointing:
+        overrides["grad_checkpointing"] = True
+    if args.deterministic:
+        overrides["deterministic"] = True
+    if args.steps:
+        overrides["steps"] = args.steps
+    overrides["progress"] = not args.quiet
+    for item in args.set or []:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        overrides[k.strip().replace("-", "_")] = v.strip()
+    cfg = load_config(args.config, overrides)
+    doc = run_training(cfg)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(format_run_table(doc))
+        print(f"checkpoints: {Path(cfg.out).resolve() / 'checkpoints'}")
+    return 0
+
+
 def cmd_benchmarks(args) -> int:
     from ticdata.benchmarks import load_benchmark, shipped_names
 
@@ -390,6 +420,41 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--overwrite", action="store_true", help="rebuild eval sets made with other parameters")
     _add_executor_flags(ep)
     ep.set_defaults(func=cmd_evalsets)
+
+    tp = sub.add_parser(
+        "train", parents=[common], help="train a continual method over a benchmark's steps (open_clip models)",
+        description="Train every step of the benchmark of DATA (a folder after tic evalsets: DATA/train/shards) with one "
+        "continual method under a fixed budget of samples per step; one checkpoint per step in OUT/checkpoints/ "
+        "(safetensors + open_clip_config.json), OUT/log.jsonl, OUT/run.json. A killed run resumes where it stopped. "
+        "Methods: sequential, cumulative-all, cumulative-exp, cumulative-equal, restart, oracle, lwf, patching "
+        "(definitions: README and train/mixture.py). Several processes: torchrun --nproc-per-node N -m ticdata.cli train ...")
+    tp.add_argument("--config", metavar="RUN.toml", help="a TOML run config; flags override it")
+    tp.add_argument("--data", help="a folder after tic evalsets")
+    tp.add_argument("--out", help="the run folder")
+    tp.add_argument("--method", help="the continual method (default sequential)")
+    tp.add_argument("--samples-per-step", type=int, help="the budget C in samples seen per step (default: the benchmark's)")
+    tp.add_argument("--batch-size", type=int, help="global batch size (default 256)")
+    tp.add_argument("--model", help="an open_clip architecture or a shipped tiny config (default tic-tiny)")
+    tp.add_argument("--lr", type=float, help="peak learning rate (default 5e-4)")
+    tp.add_argument("--warmup", type=int, help="warmup optimizer steps (default 50)")
+    tp.add_argument("--weight-decay", type=float, help="AdamW weight decay on weight matrices (default 0.2)")
+    tp.add_argument("--precision", help="fp32 or bf16 (autocast) (default fp32)")
+    tp.add_argument("--seed", type=int)
+    tp.add_argument("--workers", type=int, help="data loader processes (default 2)")
+    tp.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    tp.add_argument("--accum-freq", type=int, help="micro-batches per optimizer step (gradient accumulation, default 1)")
+    tp.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in the backward pass")
+    tp.add_argument("--buffer", type=int, help="replay buffer size of cumulative-exp/-equal (default |D_t|)")
+    tp.add_argument("--lwf-weight", type=float, help="LwF distillation weight (default 1)")
+    tp.add_argument("--lwf-data", help="LwF's data: sequential or a cumulative method (default cumulative-all)")
+    tp.add_argument("--patching-alpha", type=float, help="Patching: weight of the fine-tuned model (default 0.5)")
+    tp.add_argument("--checkpoint-every", type=int, help="optimizer steps between resume checkpoints (default: every 5 minutes)")
+    tp.add_argument("--log-every", type=int, help="optimizer steps per log line (default 10)")
+    tp.add_argument("--threads", type=int, help="torch threads (default torch's)")
+    tp.add_argument("--steps", help="only these benchmark steps, comma-separated")
+    tp.add_argument("--deterministic", action="store_true", help="deterministic kernels (reproducible resumes)")
+    tp.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any config key")
+    tp.set_defaults(func=cmd_train)
 
     bp = sub.add_parser("benchmarks", parents=[common], help="list the shipped benchmark definitions",
                         description="The shipped benchmark definitions (manifests/*.toml) and their steps.")

@@ -1,0 +1,26 @@
+"""A small synthetic world taken through the whole data pipeline, for the trainer's tests:
+world -> served on 127.0.0.1 -> curated into the demo benchmark's 5 buckets -> downloaded ->
+eval sets and training shards (DIR/train/shards)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ticdata.curate import CurateConfig, curate
+from ticdata.download import DownloadConfig, download
+from ticdata.evalsets import EvalConfig, build_evalsets
+from ticdata.executor import InlineExecutor
+from ticdata.fetch import FetchPolicy
+from ticdata.serve import ImageServer
+from ticdata.synth.world import make_world
+
+
+def build_world_folder(root: Path, pairs_per_step: int = 160) -> Path:
+    with ImageServer() as server:
+        make_world(root / "world", base_url=server.url, pairs_per_step=pairs_per_step, fail_share=0.0)
+        out = root / "cur"
+        curate(CurateConfig(inputs=(str(root / "world"),), out=out, benchmark="demo", progress=False), InlineExecutor())
+        download(DownloadConfig(dir=out, image_size=64, samples_per_shard=64, threads=8, timeout=3.0, progress=False,
+                                policy=FetchPolicy(allow_private_hosts=True)), InlineExecutor())
+    build_evalsets(EvalConfig(dir=out, retrieval=16, per_class=2, samples_per_shard=64, progress=False), InlineExecutor())
+    return out

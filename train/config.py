@@ -1,0 +1,145 @@
+"""The run configuration of `tic train`: a TOML file, overridden by flags.
+
+    data = "out/demo/world-curated"      # a folder after `tic evalsets` (its manifest.json names the benchmark)
+    method = "cumulative-all"            # see train.mixture
+    samples_per_step = 20000             # C; default: the benchmark's [compute] samples_per_step
+    batch_size = 256
+    model = "tic-tiny"                   # any open_clip architecture, or a shipped tiny config
+    lr = 5e-4
+    warmup = 50                          # optimizer steps
+    weight_decay = 0.2
+    precision = "fp32"                   # fp32, or bf16 (autocast; GPU)
+    seed = 0
+    out = "out/runs/cumulative-all"
+
+Every key is also a flag (`--batch-size 128`); `--set key=value` sets any key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ticdata.errors import UserError
+from train.mixture import METHODS
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: str = ""
+    out: str = ""
+    method: str = "sequential"
+    samples_per_step: int = 0  # 0: the benchmark's [compute] samples_per_step
+    batch_size: int = 256
+    model: str = "tic-tiny"
+    lr: float = 5e-4
+    warmup: int = 50
+    weight_decay: float = 0.2
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    precision: str = "fp32"
+    seed: int = 0
+    workers: int = 2
+    device: str = "auto"  # auto: cuda when available, else cpu
+    accum_freq: int = 1  # gradient accumulation: micro-batches per optimizer step
+    grad_checkpointing: bool = False
+    buffer: int = 0  # replay buffer size of cumulative-exp/-equal; 0: |D_t|
+    lwf_weight: float = 1.0
+    lwf_data: str = "cumulative-all"
+    lwf_temperature: float = 1.0
+    patching_alpha: float = 0.5  # weight of the newly fine-tuned model in the interpolation
+    checkpoint_every: int = 0  # optimizer steps between in-step (resume) checkpoints; 0: about every 5 minutes
+    log_every: int = 10  # optimizer steps per log line
+    steps: tuple[str, ...] = ()  # train only these benchmark steps (names); default all
+    deterministic: bool = False  # CPU: torch.use_deterministic_algorithms, fixed thread count
+    threads: int = 0  # torch intra-op threads; 0: torch's default
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["steps"] = list(self.steps)
+        return d
+
+
+_TYPES = {f.name: f.type for f in fields(RunConfig)}
+
+
+def _coerce(key: str, value, where: str):
+    t = _TYPES[key]
+    try:
+        if t in ("int",):
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if t == "float":
+            return float(value)
+        if t == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if t.startswith("tuple"):
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: {key} = {value!r} is not a valid {t}")
+
+
+def load_config(path: str | None, overrides: dict) -> RunConfig:
+    """The config from a TOML file (optional) with `overrides` applied, checked."""
+    values: dict = {}
+    if path:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text())
+        except OSError as e:
+            raise UserError(f"{p}: cannot read the run config ({e.strerror})")
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{p}: not valid TOML ({e})")
+        for k, v in raw.items():
+            if k not in _TYPES or k == "extra":
+                raise UserError(f"{p}: unknown key {k!r}; known keys: {', '.join(sorted(k for k in _TYPES if k != 'extra'))}")
+            values[k] = _coerce(k, v, str(p))
+        if "data" in values and not Path(values["data"]).is_absolute():
+            values["data"] = str((p.parent / values["data"]).resolve()) if (p.parent / values["data"]).exists() else values["data"]
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k not in _TYPES or k == "extra":
+            raise UserError(f"--set {k}=...: unknown key; known keys: {', '.join(sorted(k for k in _TYPES if k != 'extra'))}")
+        values[k] = _coerce(k, v, f"--{k.replace('_', '-')}")
+    cfg = RunConfig(**values)
+    check(cfg)
+    return cfg
+
+
+def check(cfg: RunConfig) -> None:
+    if not cfg.data:
+        raise UserError("no data folder: set data = DIR in the config or pass --data DIR (a folder after tic evalsets)")
+    if not cfg.out:
+        raise UserError("no output folder: set out = RUN in the config or pass --out RUN")
+    if cfg.method not in METHODS:
+        raise UserError(f"method {cfg.method!r}: choose one of {', '.join(METHODS)}")
+    if cfg.lwf_data not in ("sequential", "cumulative-all", "cumulative-exp", "cumulative-equal"):
+        raise UserError(f"lwf_data {cfg.lwf_data!r}: choose sequential, cumulative-all, cumulative-exp or cumulative-equal")
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    for k in ("batch_size", "accum_freq", "log_every"):
+        if getattr(cfg, k) < 1:
+            raise UserError(f"{k} = {getattr(cfg, k)}: must be at least 1")
+    if cfg.batch_size % cfg.accum_freq:
+        raise UserError(f"batch_size {cfg.batch_size} is not a multiple of accum_freq {cfg.accum_freq}")
+    if cfg.samples_per_step < 0 or cfg.buffer < 0 or cfg.warmup < 0:
+        raise UserError("samples_per_step, buffer and warmup must not be negative")
+    if not 0.0 <= cfg.patching_alpha <= 1.0:
+        raise UserError(f"patching_alpha {cfg.patching_alpha}: must be between 0 and 1")
