@@ -75,7 +75,7 @@ class StepPlan:
             self._perms[(b, e)] = self._base_of(b)[_perm(self._limit[b], self.seed, 2, self.step, b, e)]
         return self._perms[(b, e)]
 
-    BLOCK = 1 << 20
+    BLOCK = 1 << 16  # draws per block of the per-bucket prefix counts: a batch recomputes at most this many
 
     def _counts_before(self, block: int) -> np.ndarray:
         while len(self._prefix) <= block:
@@ -133,16 +133,21 @@ class BatchDataset(torch.utils.data.Dataset):
         draws = np.arange(first, first + len(buckets))[self.rank :: self.world]
         buckets, samples = buckets[self.rank :: self.world], samples[self.rank :: self.world]
         images, texts, bad = [], [], []
-        for d, b, i in zip(draws, buckets, samples):
+        where = {}
+        for b in np.unique(buckets):
+            m = buckets == b
+            where[int(b)] = dict(zip(np.nonzero(m)[0].tolist(), zip(*(a.tolist() for a in self.plan.buckets[b].locate(samples[m])))))
+        seeds = (_splitmix(draws.astype(np.uint64) ^ np.uint64((self.plan.seed * 0x9E3779B1 + self.plan.step * 0x85EBCA77) & 0xFFFFFFFFFFFFFFFF))
+                 >> np.uint64(1)).tolist()
+        for j, (b, seed) in enumerate(zip(buckets.tolist(), seeds)):
             bucket = self.plan.buckets[b]
-            t, local = bucket.locate(np.array([i]))
-            t, local = int(t[0]), int(local[0])
+            t, local = where[b][j]
             ix = bucket.indexes[t]
             path = bucket.tars[t]
             try:
                 img = Image.open(io.BytesIO(self._read(path, ix.img_off[local], ix.img_len[local])))
                 img = img.convert("RGB")
-                torch.manual_seed(int(_splitmix(np.array([self.plan.seed * 0x9E37 + self.plan.step * 0x85EB + int(d)], np.uint64))[0] >> np.uint64(1)))
+                torch.default_generator.manual_seed(seed)  # augmentation of draw d: the same whether or not the step was resumed
                 images.append(self.transform(img))
                 texts.append(self._read(path, ix.txt_off[local], ix.txt_len[local]).decode("utf-8", "replace"))
             except Exception as e:  # a broken sample is skipped and counted, never fatal

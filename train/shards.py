@@ -100,10 +100,11 @@ class Bucket:
 
     def locate(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(tar number, sample within it) of the bucket's samples `i` (0..size-1)."""
-        ends = np.cumsum(self.counts)
+        ends = self.__dict__.get("_ends")
+        if ends is None:
+            ends = self.__dict__["_ends"] = np.cumsum(self.counts)
         t = np.searchsorted(ends, i, side="right")
-        starts = ends - self.counts
-        return t, i - starts[t]
+        return t, i - (ends[t] - self.counts[t])
 
 
 def bucket_folders(data: Path, names: list[str]) -> list[Path]:
