@@ -5,10 +5,12 @@
 #   2. the synthetic drifting image world: served over HTTP on 127.0.0.1, curated into the demo
 #      benchmark's buckets, downloaded with img2dataset into webdataset shards per bucket;
 #   3. per bucket a held-out retrieval and classification set (CLIP_benchmark's wds layout), the
-#      training rows that copy an eval image or pair excluded, training shards without them.
+#      training rows that copy an eval image or pair excluded, training shards without them;
+#   4. continual training with a tiny open_clip model: Sequential, Cumulative-All and Oracle.
 # Creates .venv on first use; rerunning reuses everything already finished.
 # Environment: TIC_DEMO_OUT (default ./out/demo), TIC_DEMO_ROWS (pool rows, default 200000),
-# TIC_DEMO_PORT (image server port, default 8765), TIC_DEMO_PAIRS (world pairs per step, default 3300).
+# TIC_DEMO_PORT (image server port, default 8765), TIC_DEMO_PAIRS (world pairs per step, default 3300),
+# TIC_DEMO_METHODS (continual methods to train, default "sequential cumulative-all oracle").
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh"
 cd "$ROOT"
@@ -76,3 +78,9 @@ tic download "$OUT/world-curated" --allow-private-hosts --image-size 64 --sample
 
 echo "== 9. held-out eval sets per bucket, decontaminated training shards -> $OUT/world-curated/{eval,train}"
 tic evalsets "$OUT/world-curated" --samples-per-shard 1000
+
+echo "== 10. continual training, tiny open_clip model on CPU, the benchmark's budget per step -> $OUT/runs/<method>"
+for METHOD in ${TIC_DEMO_METHODS:-sequential cumulative-all oracle}; do
+    echo "-- $METHOD"
+    tic train --data "$OUT/world-curated" --out "$OUT/runs/$METHOD" --method "$METHOD" --batch-size 128 --workers 2
+done

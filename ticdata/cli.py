@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--warmup", type=int, help="warmup optimizer steps (default 50)")
     tp.add_argument("--weight-decay", type=float, help="AdamW weight decay on weight matrices (default 0.2)")
     tp.add_argument("--precision", help="fp32 or bf16 (autocast) (default fp32)")
-    tp.add_argument("--seed", type=int)
+    tp.add_argument("--seed", type=int, help="seed of the initialisation, the draws and the augmentations (default 0)")
     tp.add_argument("--workers", type=int, help="data loader processes (default 2)")
     tp.add_argument("--device", help="auto, cpu or cuda (default auto)")
     tp.add_argument("--accum-freq", type=int, help="micro-batches per optimizer step (gradient accumulation, default 1)")

@@ -44,6 +44,8 @@ from train.shards import open_buckets
 log = logging.getLogger(__name__)
 RESUME = "resume"
 DEFAULT_CHECKPOINT_SECONDS = 300.0
+# settings a rerun (a resume) may change: they do not change what is trained
+RERUN_MAY_CHANGE = {"progress", "workers", "checkpoint_every", "log_every", "threads", "deterministic"}
 
 
 @dataclass
@@ -299,9 +301,11 @@ def run_training(cfg: RunConfig) -> dict:
     logger = Logger(run, env)
     run_doc_path = run / "run.json"
     previous = json.loads(run_doc_path.read_text()) if run_doc_path.exists() else None
-    if previous and previous.get("config", {}) | {"progress": cfg.progress} != cfg.to_json() | {"progress": cfg.progress}:
-        changed = sorted(k for k, v in cfg.to_json().items() if previous["config"].get(k) != v and k != "progress")
-        raise UserError(f"{run}: holds a run with another config (differs in {', '.join(changed)}); use another --out")
+    if previous:
+        changed = sorted(k for k, v in cfg.to_json().items() if k not in RERUN_MAY_CHANGE and previous["config"].get(k) != v)
+        if changed:
+            raise UserError(f"{run}: holds a run with another config (differs in {', '.join(changed)}); use another --out")
+        previous["config"] = cfg.to_json()
     run_doc = previous or {"config": cfg.to_json(), "data": str(data.resolve()), "benchmark": bench.to_json(),
                            "buckets": dict(zip(names, sizes)), "samples_per_step": C, "steps": {}}
     T = len(names)
