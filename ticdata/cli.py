@@ -226,6 +226,49 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from train.evaluate import evaluate_run, format_matrix
+
+    static = {}
+    for item in args.static or []:
+        if "=" not in item:
+            raise UserError(f"--static {item!r}: expected NAME=FOLDER (a CLIP_benchmark wds folder)")
+        name, path = item.split("=", 1)
+        static[name.strip()] = Path(path.strip())
+    for run in args.runs:
+        m = evaluate_run(Path(run), static, device=args.device, batch=args.batch_size, progress=not args.quiet)
+        print(format_matrix(m))
+        print(f"matrix: {Path(run).resolve() / 'eval' / 'matrix.json'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from train.report import build_report, load_matrices, metrics_table
+
+    path = build_report([Path(r) for r in args.runs], Path(args.out))
+    print(metrics_table(load_matrices([Path(r) for r in args.runs])))
+    print(f"report: {path.resolve()} (and {path.with_suffix('.html').resolve()})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ticdata.demo import DEFAULT_METHODS, run_demo
+    from train.mixture import METHODS
+    from train.report import load_matrices, metrics_table
+
+    methods = list(METHODS) if args.methods == "all" else [m.strip() for m in (args.methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)} or 'all'")
+    res = run_demo(Path(args.out), methods, port=args.port, pairs=args.pairs_per_step, progress=not args.quiet)
+    print()
+    print(metrics_table(load_matrices([Path(r) for r in res["runs"]])))
+    print()
+    print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in res["times"].items()) + f"; total {res['seconds']}")
+    print(f"report: {Path(res['report']).resolve()}")
+    return 0
+
+
 def cmd_benchmarks(args) -> int:
     from ticdata.benchmarks import load_benchmark, shipped_names
 
@@ -455,6 +498,38 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--deterministic", action="store_true", help="deterministic kernels (reproducible resumes)")
     tp.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any config key")
     tp.set_defaults(func=cmd_train)
+
+    vp = sub.add_parser(
+        "eval", parents=[common], help="score every checkpoint of runs on every bucket's held-out sets (and static sets)",
+        description="For each checkpoint of each RUN and each bucket's held-out sets (DATA/eval/<bucket>/...): "
+        "text-to-image and image-to-text recall@1/5/10, zero-shot top-1/top-5/mean per-class recall; plus static "
+        "CLIP_benchmark wds sets. Cells are cached: a rerun computes only what is missing. Writes RUN/eval/matrix.json "
+        "(E[i][j] per task, in-domain / backward / forward transfer) and CLIP_benchmark-shaped JSON per cell.")
+    vp.add_argument("runs", nargs="+", metavar="RUN", help="run folders of tic train")
+    vp.add_argument("--static", action="append", metavar="NAME=FOLDER", help="a static eval set in CLIP_benchmark's wds layout (repeatable)")
+    vp.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    vp.add_argument("--batch-size", type=int, default=256, help="images or texts per forward pass (default 256)")
+    vp.set_defaults(func=cmd_eval)
+
+    rpp = sub.add_parser(
+        "report", parents=[common], help="Markdown and HTML report with figures from evaluated runs",
+        description="From each RUN's eval/matrix.json (tic eval): eval-matrix heatmaps per method, in-domain performance "
+        "per step, compute (samples, MACs) against the average dynamic and static score, and the metrics table "
+        "(in-domain, backward, forward transfer) in OUT/report.md and OUT/report.html with PNG figures.")
+    rpp.add_argument("runs", nargs="+", metavar="RUN", help="evaluated run folders, one per method")
+    rpp.add_argument("--out", required=True, help="report folder")
+    rpp.set_defaults(func=cmd_report)
+
+    dm = sub.add_parser(
+        "demo", parents=[common], help="the whole pipeline on the synthetic world, ending with the report",
+        description="The main job on the embedded default: synthetic drifting world -> served on 127.0.0.1 -> curated into "
+        "the demo benchmark -> downloaded -> eval sets -> each method trained (tiny open_clip model, CPU) -> eval -> report. "
+        "Reruns resume. Prints the metrics table and the report's path.")
+    dm.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    dm.add_argument("--methods", help="comma-separated continual methods, or 'all' (default sequential,cumulative-all,oracle)")
+    dm.add_argument("--port", type=int, default=8765, help="port of the image server on 127.0.0.1 (default 8765)")
+    dm.add_argument("--pairs-per-step", type=int, default=3300, help="world pairs per step (default 3300)")
+    dm.set_defaults(func=cmd_demo)
 
     bp = sub.add_parser("benchmarks", parents=[common], help="list the shipped benchmark definitions",
                         description="The shipped benchmark definitions (manifests/*.toml) and their steps.")

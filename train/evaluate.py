@@ -1,0 +1,283 @@
+"""`tic eval RUN`: every checkpoint of a run on every bucket's held-out sets, and on static sets.
+
+Dynamic tasks: DATA/eval/<bucket>/retrieval and DATA/eval/<bucket>/classification (`tic evalsets`),
+one column per benchmark step (the buckets are the steps: years fold into steps as the benchmark
+definition says, e.g. 2014-2016 into TiC-DataComp's first step). Static tasks: any folder in
+CLIP_benchmark's `wds/` layout given with `--static NAME=PATH`, read offline.
+
+Each (checkpoint, eval set) cell is computed once: its CLIP_benchmark-shaped JSON is written to
+RUN/eval/cells/<checkpoint>/<set>.json, named by a fingerprint of the checkpoint's weights and of
+the eval set, so a rerun reads it back and evaluates nothing; a retrained checkpoint or a rebuilt
+eval set gets a new cell. RUN/eval/matrix.json holds E[i][j] per task (model after step i, eval
+set of step j), the transfer metrics (train.transfer), the static scores per checkpoint and the
+run's compute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ticdata.errors import UserError
+from ticdata.storage import write_json_atomic
+from train.checkpoint import CONFIG, WEIGHTS
+from train.metrics import classifier_weights, retrieval, zero_shot
+from train.transfer import transfer_metrics
+
+log = logging.getLogger(__name__)
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+PRIMARY = {"retrieval": "retrieval_recall@1", "classification": "acc1"}
+TASK_NAME = {"retrieval": "zeroshot_retrieval", "classification": "zeroshot_classification"}
+
+
+@dataclass
+class EvalSet:
+    key: str  # "dyn-<bucket>-<kind>" or "static-<name>"
+    kind: str  # retrieval | classification
+    folder: Path
+    bucket: str | None
+    images: list[bytes] = field(default_factory=list)
+    captions: list[list[str]] = field(default_factory=list)  # retrieval: captions per image
+    labels: list[int] = field(default_factory=list)
+    classnames: list[str] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+
+
+def read_wds_set(folder: Path, key: str, bucket: str | None = None) -> EvalSet:
+    """An eval set in CLIP_benchmark's wds layout (test split)."""
+    from ticdata.reshard import iter_samples
+
+    folder = Path(folder)
+    try:
+        kind = (folder / "dataset_type.txt").read_text().strip().lower() if (folder / "dataset_type.txt").exists() else "classification"
+        n = int((folder / "test" / "nshards.txt").read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{folder}: not an eval set in CLIP_benchmark's wds layout (test/nshards.txt: {e})")
+    if kind not in ("retrieval", "classification"):
+        raise UserError(f"{folder}/dataset_type.txt: {kind!r}; tic evaluates retrieval and classification sets")
+    es = EvalSet(key, kind, folder, bucket)
+    h = hashlib.sha256()
+    for i in range(n):
+        tar = folder / "test" / f"{i}.tar"
+        if not tar.exists():
+            raise UserError(f"{tar}: missing (nshards.txt says {n})")
+        st = tar.stat()
+        h.update(f"{tar.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        for skey, members in iter_samples(str(tar), [0]):
+            m = {e.lower(): d for e, d in members}
+            img = next((m[e] for e in IMAGE_EXTS if e in m), None)
+            if img is None:
+                continue
+            if kind == "retrieval":
+                if "txt" not in m:
+                    continue
+                es.captions.append([c for c in m["txt"].decode("utf-8", "replace").splitlines() if c.strip()])
+            else:
+                if "cls" not in m:
+                    continue
+                es.labels.append(int(m["cls"].decode().strip()))
+            es.images.append(img)
+    if kind == "classification":
+        es.classnames = [x.strip() for x in (folder / "classnames.txt").read_text().splitlines() if x.strip()]
+        tf = folder / "zeroshot_classification_templates.txt"
+        es.templates = [x.strip() for x in tf.read_text().splitlines() if x.strip()] if tf.exists() else ["a photo of a {c}."]
+        h.update(("\n".join(es.classnames) + "\n".join(es.templates)).encode())
+    es.fingerprint = h.hexdigest()[:16]
+    return es
+
+
+def dynamic_sets(data: Path, buckets: list[str]) -> list[EvalSet]:
+    out = []
+    for b in buckets:
+        for kind in ("retrieval", "classification"):
+            folder = data / "eval" / b / kind
+            if not folder.exists():
+                raise UserError(f"{folder}: missing; run `tic evalsets {data}` first")
+            out.append(read_wds_set(folder, f"dyn-{b}-{kind}", b))
+    return out
+
+
+def _checkpoint_fingerprint(folder: Path) -> str:
+    st = (folder / WEIGHTS).stat()
+    return hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def load_model(folder: Path, device: torch.device):
+    import open_clip
+
+    from train.tiny import register_configs
+
+    register_configs()
+    arch = json.loads((folder / CONFIG).read_text())["architecture"]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(folder / WEIGHTS), device=device)
+    finally:
+        root.setLevel(level)
+    return model.eval(), preprocess, open_clip.get_tokenizer(arch), arch
+
+
+def _preprocess_all(es: EvalSet, preprocess) -> torch.Tensor:
+    from PIL import Image
+
+    return torch.stack([preprocess(Image.open(io.BytesIO(b)).convert("RGB")) for b in es.images])
+
+
+@torch.no_grad()
+def _encode_images(model, pixels: torch.Tensor, device, batch: int) -> torch.Tensor:
+    out = [torch.nn.functional.normalize(model.encode_image(pixels[a : a + batch].to(device)).float(), dim=-1)
+           for a in range(0, len(pixels), batch)]
+    return torch.cat(out).cpu()
+
+
+@torch.no_grad()
+def _encode_texts(model, tokenizer, texts: list[str], device, batch: int) -> torch.Tensor:
+    out = [torch.nn.functional.normalize(model.encode_text(tokenizer(texts[a : a + batch]).to(device)).float(), dim=-1)
+           for a in range(0, len(texts), batch)]
+    return torch.cat(out).cpu()
+
+
+def evaluate_set(model, tokenizer, pixels: torch.Tensor, es: EvalSet, device, batch: int = 256) -> dict:
+    img = _encode_images(model, pixels, device, batch)
+    if es.kind == "retrieval":
+        texts = [c for cs in es.captions for c in cs]
+        owner = torch.tensor([i for i, cs in enumerate(es.captions) for _ in cs])
+        txt = _encode_texts(model, tokenizer, texts, device, batch)
+        m = retrieval(img, txt, owner)
+        m["retrieval_recall@1"] = (m["image_retrieval_recall@1"] + m["text_retrieval_recall@1"]) / 2
+        return m
+    clf = classifier_weights(model, tokenizer, es.classnames, es.templates, device).cpu()
+    return zero_shot(img, clf, torch.tensor(es.labels))
+
+
+def _cell_path(run: Path, ckpt: Path, es: EvalSet) -> Path:
+    return run / "eval" / "cells" / ckpt.name / f"{es.key}.{_checkpoint_fingerprint(ckpt)}-{es.fingerprint}.json"
+
+
+def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str = "auto", batch: int = 256,
+                 progress: bool = True) -> dict:
+    """Fill every missing cell of RUN, then write and return RUN/eval/matrix.json."""
+    run = Path(run)
+    doc_path = run / "run.json"
+    if not doc_path.exists():
+        raise UserError(f"{run}: no run.json; not a `tic train` run folder")
+    doc = json.loads(doc_path.read_text())
+    data = Path(doc["data"])
+    buckets = list(doc["buckets"])
+    ckpts = sorted((run / "checkpoints").glob("step-*"))
+    if not ckpts:
+        raise UserError(f"{run}/checkpoints: no step checkpoints; train first (tic train ... --out {run})")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    sets = dynamic_sets(data, buckets)
+    for name, path in (static or {}).items():
+        sets.append(read_wds_set(Path(path), f"static-{name}"))
+    started = time.monotonic()
+    computed = 0
+    pixels_cache: dict[tuple[str, str], torch.Tensor] = {}
+    cells: dict[tuple[str, str], dict] = {}
+    for ckpt in ckpts:
+        todo = [es for es in sets if not _cell_path(run, ckpt, es).exists()]
+        for es in sets:
+            p = _cell_path(run, ckpt, es)
+            if p.exists():
+                cells[(ckpt.name, es.key)] = json.loads(p.read_text())
+        if not todo:
+            continue
+        model, preprocess, tokenizer, arch = load_model(ckpt, dev)
+        for es in todo:
+            sig = (es.key, repr(preprocess))
+            if sig not in pixels_cache:
+                pixels_cache[sig] = _preprocess_all(es, preprocess)
+            metrics = evaluate_set(model, tokenizer, pixels_cache[sig], es, dev, batch)
+            cell = {"dataset": f"wds/{es.key}", "model": arch, "pretrained": str(ckpt / WEIGHTS),
+                    "task": TASK_NAME[es.kind], "metrics": metrics, "language": "en",
+                    "tic": {"checkpoint": ckpt.name, "eval_set": str(es.folder), "bucket": es.bucket,
+                            "samples": len(es.images), "fingerprint": es.fingerprint}}
+            write_json_atomic(_cell_path(run, ckpt, es), cell)
+            cells[(ckpt.name, es.key)] = cell
+            computed += 1
+        log.info("%s: %d eval sets scored", ckpt.name, len(todo))
+    matrix = _matrix(run, doc, ckpts, sets, cells)
+    matrix["computed_cells"] = computed
+    matrix["seconds"] = round(time.monotonic() - started, 1)
+    write_json_atomic(run / "eval" / "matrix.json", matrix)
+    return matrix
+
+
+def _matrix(run: Path, doc: dict, ckpts: list[Path], sets: list[EvalSet], cells: dict) -> dict:
+    buckets = list(doc["buckets"])
+    steps = {c.name: int(c.name.split("-")[1]) for c in ckpts}
+    n = len(buckets)
+    tasks = {}
+    for kind in ("retrieval", "classification"):
+        metric = PRIMARY[kind]
+        E: list[list[float | None]] = [[None] * n for _ in range(n)]
+        for c, i in steps.items():
+            for j, b in enumerate(buckets):
+                cell = cells.get((c, f"dyn-{b}-{kind}"))
+                if cell is not None:
+                    E[i][j] = cell["metrics"][metric]
+        tasks[kind] = {"metric": metric, "E": E, "metrics": transfer_metrics(E)}
+    static = {}
+    for es in sets:
+        if es.bucket is None:
+            metric = PRIMARY[es.kind]
+            static[es.key[len("static-"):]] = {"metric": metric, "task": es.kind, "folder": str(es.folder),
+                                               "by_step": [cells[(c.name, es.key)]["metrics"][metric] if (c.name, es.key) in cells else None
+                                                           for c in sorted(ckpts)]}
+    steps_doc = doc.get("steps", {})
+    compute = {"samples": sum(s.get("samples", 0) for s in steps_doc.values()),
+               "macs": sum(s.get("estimated_macs", 0) for s in steps_doc.values()),
+               "by_step": {k: {"samples": v.get("samples"), "macs": v.get("estimated_macs")} for k, v in steps_doc.items()}}
+    bench = doc.get("benchmark", {})
+    return {
+        "run": str(run.resolve()),
+        "method": doc["config"]["method"],
+        "model": doc["config"]["model"],
+        "data": doc["data"],
+        "rows": [{"checkpoint": c, "step": i} for c, i in steps.items()],
+        "columns": [{"step": b, "years": next((s["years"] for s in bench.get("steps", []) if s["name"] == b), None)} for b in buckets],
+        "folding": (f"columns are the steps of benchmark {bench.get('name')!r} ({bench.get('granularity', 'year')} buckets); the "
+                    "eval set of a step is the held-out rows of every year the step holds"),
+        "tasks": tasks,
+        "static": static,
+        "static_average": _static_average(static, len(ckpts)),
+        "compute": compute,
+        "cells": {f"{c}/{k}": str(_cell_rel(run, c, k)) for (c, k) in sorted(cells)},
+    }
+
+
+def _cell_rel(run: Path, ckpt: str, key: str) -> str:
+    hits = sorted((run / "eval" / "cells" / ckpt).glob(f"{key}.*.json"))
+    return str(hits[-1].relative_to(run)) if hits else ""
+
+
+def _static_average(static: dict, rows: int) -> list[float | None]:
+    out = []
+    for r in range(rows):
+        vals = [v["by_step"][r] for v in static.values() if v["by_step"][r] is not None]
+        out.append(sum(vals) / len(vals) if vals else None)
+    return out
+
+
+def format_matrix(m: dict) -> str:
+    lines = [f"{m['method']}: {m['run']}"]
+    for kind, t in m["tasks"].items():
+        lines.append(f"  {kind} ({t['metric']}), rows = model after step, columns = eval set of step")
+        for i, row in enumerate(t["E"]):
+            if any(v is not None for v in row):
+                lines.append("    " + f"{m['columns'][i]['step']:<12}" + " ".join("   -  " if v is None else f"{v:6.3f}" for v in row))
+        mt = t["metrics"]
+        lines.append("    " + ", ".join(f"{k} {'-' if v is None else f'{v:.3f}'}" for k, v in mt.items()))
+    lines.append(f"  cells computed now: {m['computed_cells']} ({m['seconds']} s)")
+    return "\n".join(lines)

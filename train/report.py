@@ -1,0 +1,238 @@
+"""`tic report RUN... --out DIR`: the eval matrices of several runs as Markdown, HTML and PNG figures.
+
+Figures: per method and task, the eval-matrix heatmap (rows: the model after step i; columns: the
+eval set of step j); per task, in-domain performance E[i][i] at each step for every method; and the
+TiC-CLIP paper's main comparison, compute against the average dynamic score (and the average
+static score when static sets were evaluated), one point per method.
+
+Compute is counted two ways. "run" is what the run trained: samples seen and estimated MACs (from
+run.json). "per step" is what it costs to have an up-to-date model after every step: the run's own
+compute for every method that produces one checkpoint per step, and for Oracle, which trains once
+on all data, the cost of retraining it from scratch on D_1..D_t at every step with t x C samples:
+sum over t of t x C samples, (T + 1) / 2 times its run (MACs scaled alike). The report says so.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+from ticdata.errors import UserError
+
+METRIC_HELP = {
+    "in_domain": "mean of E[i][i]: each step's model on its own step's eval set",
+    "backward": "mean of E[i][j], j < i: how much of the past each model keeps",
+    "forward": "mean of E[i][j], j > i: how each model does on data that comes later",
+    "final_average": "mean of the last row: the final model on every step's eval set",
+}
+
+
+def load_matrices(runs: list[Path]) -> list[dict]:
+    out = []
+    for run in runs:
+        p = Path(run) / "eval" / "matrix.json"
+        if not p.exists():
+            raise UserError(f"{run}: no eval/matrix.json; run `tic eval {run}` first")
+        m = json.loads(p.read_text())
+        m["run_doc"] = json.loads((Path(run) / "run.json").read_text())
+        out.append(m)
+    methods = [m["method"] for m in out]
+    if len(set(methods)) != len(methods):
+        raise UserError(f"two runs of the same method ({', '.join(methods)}); report one run per method")
+    return out
+
+
+def per_step_compute(m: dict) -> tuple[float, float]:
+    """(samples, MACs) to have an up-to-date model after every step (see the module docstring)."""
+    samples, macs = m["compute"]["samples"], m["compute"]["macs"]
+    if m["method"] == "oracle":
+        T = len(m["columns"])
+        return samples * (T + 1) / 2, macs * (T + 1) / 2
+    return samples, macs
+
+
+def dynamic_average(m: dict) -> float | None:
+    vals = [t["metrics"]["final_average"] for t in m["tasks"].values() if t["metrics"]["final_average"] is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _heatmap(m: dict, task: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    t = m["tasks"][task]
+    E = np.array([[np.nan if v is None else v for v in row] for row in t["E"]], dtype=float)
+    names = [c["step"] for c in m["columns"]]
+    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2.2, 1.0 * len(names) + 1.6))
+    im = ax.imshow(E, cmap="viridis", vmin=0, vmax=max(1e-9, np.nanmax(E)) if np.isfinite(E).any() else 1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if np.isfinite(E[i, j]):
+                ax.text(j, i, f"{E[i, j]:.2f}", ha="center", va="center", color="w" if E[i, j] < np.nanmax(E) * 0.6 else "k", fontsize=9)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("eval set of step j")
+    ax.set_ylabel("model after step i")
+    ax.set_title(f"{m['method']}: {task} ({t['metric']})")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _in_domain(ms: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tasks = list(ms[0]["tasks"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.8))
+    axes = axes if len(tasks) > 1 else [axes]
+    names = [c["step"] for c in ms[0]["columns"]]
+    for ax, task in zip(axes, tasks):
+        for m in ms:
+            E = m["tasks"][task]["E"]
+            xs = [i for i in range(len(names)) if E[i][i] is not None]
+            ax.plot(xs, [E[i][i] for i in xs], marker="o", label=m["method"])
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_title(f"in-domain {task} ({ms[0]['tasks'][task]['metric']})")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _compute(ms: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    has_static = any(v is not None for m in ms for v in m.get("static_average", []))
+    panels = [("average dynamic score (final model)", dynamic_average)]
+    if has_static:
+        panels.append(("average static score (final model)", lambda m: m["static_average"][-1]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.0))
+    axes = axes if len(panels) > 1 else [axes]
+    for ax, (title, score) in zip(axes, panels):
+        for m in ms:
+            x = per_step_compute(m)[1] / 1e12
+            y = score(m)
+            if y is None:
+                continue
+            ax.scatter([x], [y], s=60)
+            ax.annotate(m["method"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        ax.margins(x=0.2, y=0.12)
+        ax.set_xlabel("compute for a model after every step (TMACs, est.)")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    fig.suptitle("compute vs score (Oracle: retrained on all data at every step)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def build_report(runs: list[Path], out: Path) -> Path:
+    """Write OUT/report.md, OUT/report.html and the figures; return the Markdown path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ms = load_matrices([Path(r) for r in runs])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures: list[tuple[str, str]] = []
+    for m in ms:
+        for task in m["tasks"]:
+            name = f"heatmap-{m['method']}-{task}.png"
+            _heatmap(m, task, out / name)
+            figures.append((f"{m['method']}, {task}", name))
+    _in_domain(ms, out / "in-domain.png")
+    _compute(ms, out / "compute.png")
+    table = metrics_table(ms)
+    md = ["# tic report", "", f"Runs: {len(ms)} methods on {ms[0]['data']}.", "", ms[0]["folding"] + ".", "",
+          "## Metrics", "", table, "",
+          "Each task's number is its primary metric (retrieval: mean of text-to-image and image-to-text recall@1; "
+          "classification: zero-shot top-1). E[i][j] is the model after step i on the eval set of step j.", ""]
+    md += [f"- **{k}**: {v}." for k, v in METRIC_HELP.items()]
+    md += ["- **compute**: samples seen and estimated MACs; 'per step' counts what an up-to-date model after every step costs "
+           "(Oracle: retrained from scratch on all data so far at every step, sum of t x C samples).", "",
+           "## Compute against score", "", "![compute](compute.png)", "",
+           "## In-domain performance per step", "", "![in-domain](in-domain.png)", "", "## Eval matrices", ""]
+    for title, name in figures:
+        md += [f"### {title}", "", f"![{title}]({name})", ""]
+    md += ["## Inputs", ""]
+    for m in ms:
+        md.append(f"- {m['method']}: run `{m['run']}` (model {m['model']}; {len(m['rows'])} checkpoints: "
+                  + ", ".join(r["checkpoint"] for r in m["rows"]) + f"); matrix `{m['run']}/eval/matrix.json`; "
+                  f"{len(m['cells'])} cells under `{m['run']}/eval/cells/`")
+    md.append(f"- data: `{ms[0]['data']}` (eval sets in `eval/<bucket>/{{retrieval,classification}}`, training shards in `train/shards`)")
+    for m in ms[:1]:
+        for name, s in m.get("static", {}).items():
+            md.append(f"- static set {name}: `{s['folder']}`")
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "report.html").write_text(_html(md))
+    return out / "report.md"
+
+
+def metrics_table(ms: list[dict]) -> str:
+    tasks = list(ms[0]["tasks"])
+    head = ["method", "samples (run)", "samples (per step)", "TMACs (per step)"]
+    for t in tasks:
+        head += [f"{t} ID", f"{t} BWT", f"{t} FWT", f"{t} final"]
+    head.append("static avg")
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in ms:
+        s, macs = per_step_compute(m)
+        cells = [m["method"], f"{m['compute']['samples']:,}", f"{s:,.0f}", f"{macs / 1e12:,.2f}"]
+        for t in tasks:
+            mt = m["tasks"][t]["metrics"]
+            cells += [_fmt(mt["in_domain"]), _fmt(mt["backward"]), _fmt(mt["forward"]), _fmt(mt["final_average"])]
+        sa = m.get("static_average") or [None]
+        cells.append(_fmt(sa[-1]))
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _html(md: list[str]) -> str:
+    """The Markdown's few constructs (headings, lists, tables, images, code spans) as HTML."""
+    import re
+
+    def inline(s: str) -> str:
+        s = html.escape(s)
+        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+
+    body, in_list, table = [], False, []
+    for line in md + [""]:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            rows = [r.strip("|").split("|") for r in table if not set(r) <= set("|-")]
+            body.append("<table>" + "".join(
+                "<tr>" + "".join(f"<{'th' if k == 0 else 'td'}>{inline(c.strip())}</{'th' if k == 0 else 'td'}>" for c in r) + "</tr>"
+                for k, r in enumerate(rows)) + "</table>")
+            table = []
+        if line.startswith("- "):
+            if not in_list:
+                body.append("<ul>")
+                in_list = True
+            body.append(f"<li>{inline(line[2:])}</li>")
+            continue
+        if in_list:
+            body.append("</ul>")
+            in_list = False
+        m = re.match(r"!\[(.*)\]\((.*)\)", line)
+        if m:
+            body.append(f'<p><img src="{html.escape(m.group(2))}" alt="{html.escape(m.group(1))}"></p>')
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>tic report</title><style>{style}</style></head><body>" + "\n".join(body) + "</body></html>\n"
