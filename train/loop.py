@@ -181,7 +181,8 @@ def train_step(cfg: RunConfig, env: Env, run: Path, model, teacher, transform, t
     if cfg.progress and env.main:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=start, desc=f"step {name}", unit="batch", file=sys.stderr, leave=False)
+        bar = tqdm(total=total, initial=start, desc=f"step {name}", unit="batch", file=sys.stderr, leave=False,
+                   disable=None, mininterval=1.0)  # no bar when stderr is not a terminal (logs stay readable)
     step_t0 = time.monotonic()
     n = start
     for n, (images, tokens, draws, bad) in zip(range(start, total), loader):
