@@ -30,7 +30,7 @@ def _leaf_parsers(parser, prefix=()):
 def test_every_flag_has_help():
     leaves = list(_leaf_parsers(build_parser()))
     assert {" ".join(p) for p, _ in leaves} >= {"curate", "synth pool", "uids export", "uids import", "benchmarks",
-                                                        "evalsets", "train"}
+                                                        "evalsets", "train", "eval", "report", "demo", "audit"}
     for path, parser in leaves:
         assert parser.description, path
         for action in parser._actions:
@@ -40,7 +40,8 @@ def test_every_flag_has_help():
 
 def test_help_runs_for_every_verb():
     for verb in (["--help"], ["curate", "--help"], ["synth", "pool", "--help"], ["uids", "import", "--help"],
-                 ["evalsets", "--help"], ["train", "--help"]):
+                 ["evalsets", "--help"], ["train", "--help"], ["eval", "--help"], ["report", "--help"],
+                 ["demo", "--help"], ["audit", "--help"]):
         res = subprocess.run([TIC, *verb], capture_output=True, text=True)
         assert res.returncode == 0 and "usage: tic" in res.stdout
 

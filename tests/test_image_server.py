@@ -40,14 +40,14 @@ def _status(url: str) -> int:
 
 def test_binds_loopback_and_is_quiet(srv, capsys):
     assert srv.url.startswith("http://127.0.0.1:")
-    with _get(f"{srv.url}/img/{SEED}/2015/1/1.jpg") as r:
+    with _get(f"{srv.url}/img/{SEED}/2015/c1/1.jpg") as r:
         r.read()
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
 
 
 def test_image_route(srv):
-    with _get(f"{srv.url}/img/{SEED}/2019/3/4.jpg") as r:
+    with _get(f"{srv.url}/img/{SEED}/2019/c3/4.jpg") as r:
         body = r.read()
         assert r.status == 200
         assert r.headers["Content-Type"] == "image/jpeg"
@@ -58,15 +58,15 @@ def test_image_route(srv):
     assert modified == W.instance_params(SEED, 2019, 3, 4).captured
     im = Image.open(io.BytesIO(body))
     assert im.size == (64, 64) and im.format == "JPEG"
-    with _get(f"{srv.url}/img/{SEED}/2019/3/4.jpg?size=32") as r:
+    with _get(f"{srv.url}/img/{SEED}/2019/c3/4.jpg?size=32") as r:
         assert Image.open(io.BytesIO(r.read())).size == (32, 32)
-    with _get(f"{srv.url}/img/{SEED}/2019/3/4.jpg", method="HEAD") as r:
+    with _get(f"{srv.url}/img/{SEED}/2019/c3/4.jpg", method="HEAD") as r:
         assert r.status == 200 and int(r.headers["Content-Length"]) == len(body) and r.read() == b""
 
 
 def test_last_modified_in_the_year_and_exif_on_every_third(srv):
     for year, instance in ((2014, 0), (2016, 1), (2020, 3), (2022, 4), (2017, 6)):
-        with _get(f"{srv.url}/img/{SEED}/{year}/2/{instance}.jpg") as r:
+        with _get(f"{srv.url}/img/{SEED}/{year}/c2/{instance}.jpg") as r:
             assert parsedate_to_datetime(r.headers["Last-Modified"]).year == year
             exif = Image.open(io.BytesIO(r.read())).getexif().get_ifd(0x8769)
         if instance % 3 == 0:
@@ -76,25 +76,25 @@ def test_last_modified_in_the_year_and_exif_on_every_third(srv):
 
 
 def test_not_found_and_server_error(srv):
-    for path in ("/", "/favicon.ico", f"/img/{SEED}/2013/1/1.jpg", f"/img/{SEED}/2019/1/1.png",
-                 f"/img/{SEED}/2019/99/1.jpg", f"/fail/bogus/{SEED}/2019/1/1.jpg", f"/fail/404/{SEED}/2019/1/1.jpg"):  # fmt: skip
+    for path in ("/", "/favicon.ico", f"/img/{SEED}/2013/c1/1.jpg", f"/img/{SEED}/2019/c1/1.png",
+                 f"/img/{SEED}/2019/c99/1.jpg", f"/fail/bogus/{SEED}/2019/c1/1.jpg", f"/fail/404/{SEED}/2019/c1/1.jpg"):  # fmt: skip
         assert _status(srv.url + path) == 404, path
-    assert _status(f"{srv.url}/fail/500/{SEED}/2019/1/1.jpg") == 500
+    assert _status(f"{srv.url}/fail/500/{SEED}/2019/c1/1.jpg") == 500
 
 
 def test_slow_times_out_a_short_client(srv):
     t0 = time.monotonic()
     with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)) as e:
-        _get(f"{srv.url}/fail/slow/{SEED}/2019/1/1.jpg", timeout=0.3).read()
+        _get(f"{srv.url}/fail/slow/{SEED}/2019/c1/1.jpg", timeout=0.3).read()
     assert time.monotonic() - t0 < SLOW
     if isinstance(e.value, urllib.error.URLError):
         assert isinstance(e.value.reason, (TimeoutError, socket.timeout))
-    with _get(f"{srv.url}/fail/slow/{SEED}/2019/1/1.jpg", timeout=SLOW + 5) as r:  # a patient client gets it
+    with _get(f"{srv.url}/fail/slow/{SEED}/2019/c1/1.jpg", timeout=SLOW + 5) as r:  # a patient client gets it
         assert r.read() == W.render(SEED, 2019, 1, 1)
 
 
 def test_truncated_body(srv):
-    with _get(f"{srv.url}/fail/truncated/{SEED}/2019/1/2.jpg") as r:
+    with _get(f"{srv.url}/fail/truncated/{SEED}/2019/c1/2.jpg") as r:
         declared = int(r.headers["Content-Length"])
         with pytest.raises(http.client.IncompleteRead) as e:
             r.read()
@@ -103,7 +103,7 @@ def test_truncated_body(srv):
 
 
 def test_corrupt_is_no_image(srv):
-    with _get(f"{srv.url}/fail/corrupt/{SEED}/2019/1/2.jpg") as r:
+    with _get(f"{srv.url}/fail/corrupt/{SEED}/2019/c1/2.jpg") as r:
         assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
         body = r.read()
     assert len(body) > 0
@@ -112,14 +112,14 @@ def test_corrupt_is_no_image(srv):
 
 
 def test_redirect_lands_on_the_image(srv):
-    with _get(f"{srv.url}/fail/redirect/{SEED}/2018/6/9.jpg?size=48") as r:
+    with _get(f"{srv.url}/fail/redirect/{SEED}/2018/c6/9.jpg?size=48") as r:
         assert r.status == 200
-        assert r.url == f"{srv.url}/img/{SEED}/2018/6/9.jpg?size=48"
+        assert r.url == f"{srv.url}/img/{SEED}/2018/c6/9.jpg?size=48"
         assert r.read() == W.render(SEED, 2018, 6, 9, 48)
 
 
 def test_huge_exceeds_a_pixel_cap_but_is_small_and_valid(srv):
-    with _get(f"{srv.url}/fail/huge/{SEED}/2019/1/2.jpg") as r:
+    with _get(f"{srv.url}/fail/huge/{SEED}/2019/c1/2.jpg") as r:
         assert r.headers["Content-Type"] == "image/jpeg"
         body = r.read()
     assert len(body) < 4_000_000
@@ -134,10 +134,10 @@ def test_huge_exceeds_a_pixel_cap_but_is_small_and_valid(srv):
 
 
 def test_noai_header(srv):
-    with _get(f"{srv.url}/fail/noai/{SEED}/2021/0/3.jpg") as r:
+    with _get(f"{srv.url}/fail/noai/{SEED}/2021/c0/3.jpg") as r:
         assert r.headers["X-Robots-Tag"] == "noai"
         assert r.read() == W.render(SEED, 2021, 0, 3)
-    with _get(f"{srv.url}/img/{SEED}/2021/0/3.jpg") as r:
+    with _get(f"{srv.url}/img/{SEED}/2021/c0/3.jpg") as r:
         assert r.headers.get("X-Robots-Tag") is None
 
 
@@ -150,13 +150,13 @@ def test_counts_and_prompt_stop_with_a_request_in_flight():
 
     def slow_client():
         try:
-            _get(f"{url}/fail/slow/{SEED}/2019/1/1.jpg", timeout=40).read()
+            _get(f"{url}/fail/slow/{SEED}/2019/c1/1.jpg", timeout=40).read()
         except Exception:
             pass
         done.set()
 
     threading.Thread(target=slow_client, daemon=True).start()
-    with _get(f"{url}/img/{SEED}/2019/1/1.jpg") as r:
+    with _get(f"{url}/img/{SEED}/2019/c1/1.jpg") as r:
         r.read()
     time.sleep(0.2)
     assert s.counts["img"] == 1 and s.counts["slow"] == 1
@@ -165,7 +165,7 @@ def test_counts_and_prompt_stop_with_a_request_in_flight():
     assert time.monotonic() - t0 < 5
     assert done.wait(5)
     with pytest.raises(urllib.error.URLError):
-        _get(f"{url}/img/{SEED}/2019/1/1.jpg", timeout=2)
+        _get(f"{url}/img/{SEED}/2019/c1/1.jpg", timeout=2)
 
 
 def test_serve_forever_refuses_a_busy_port(srv):

@@ -184,13 +184,13 @@ def test_urls_failures_and_decode(made):
     kinds = dict(fails.select(pl.col("url").str.extract(r"/fail/([a-z0-9]+)/", 1)).group_by("url").len().iter_rows())
     assert set(kinds) == set(W.FAIL_KINDS)
     assert max(kinds.values()) - min(kinds.values()) <= 1
-    ref = W.decode_url("http://127.0.0.1:8765/img/3/2019/2/7.jpg?size=32")
+    ref = W.decode_url("http://127.0.0.1:8765/img/3/2019/c2/7.jpg?size=32")
     assert ref == W.ImageRef(3, 2019, 2, 7, 32, None)
     assert W.decode_url(ref.path()) == ref
-    assert W.decode_url("/fail/truncated/3/2019/2/7.jpg") == W.ImageRef(3, 2019, 2, 7, 64, "truncated")
-    assert W.image_url("http://h:1/", 3, 2019, 2, 7) == "http://h:1/img/3/2019/2/7.jpg"
-    for bad in ("/", "/img/3/2019/2/7.png", "/img/3/2013/2/7.jpg", "/img/3/2019/16/7.jpg", "/fail/nope/3/2019/2/7.jpg",
-                "/img/3/2019/2/7.jpg?size=4", "/img/3/2019/2/7.jpg?w=3", "/img/x/2019/2/7.jpg", "/img/3/2019/2/7.jpg/x"):
+    assert W.decode_url("/fail/truncated/3/2019/c2/7.jpg") == W.ImageRef(3, 2019, 2, 7, 64, "truncated")
+    assert W.image_url("http://h:1/", 3, 2019, 2, 7) == "http://h:1/img/3/2019/c2/7.jpg"
+    for bad in ("/", "/img/3/2019/c2/7.png", "/img/3/2013/c2/7.jpg", "/img/3/2019/c16/7.jpg", "/fail/nope/3/2019/c2/7.jpg",
+                "/img/3/2019/c2/7.jpg?size=4", "/img/3/2019/c2/7.jpg?w=3", "/img/x/2019/2/7.jpg", "/img/3/2019/c2/7.jpg/x"):
         assert W.decode_url(bad) is None, bad
 
 

@@ -1,11 +1,12 @@
 """`tic demo`: the main job end to end on the embedded default, the synthetic drifting world.
 
 world -> served on 127.0.0.1 -> curated into the demo benchmark's 5 steps -> downloaded with
-img2dataset -> held-out eval sets, decontaminated training shards -> each method trained with a
+img2dataset -> held-out eval sets, decontaminated training shards -> the timestamp audit (its
+headline printed at the end) -> each method trained with a
 tiny open_clip model on CPU (the benchmark's budget per step) -> every checkpoint scored on every
 step's eval sets -> the report. Every stage resumes: a rerun redoes only what is missing.
 
-OUT/world, OUT/world-curated, OUT/runs/<method>, OUT/report/report.md (and .html, *.png).
+OUT/world, OUT/world-curated, OUT/audit/audit.md, OUT/runs/<method>, OUT/report/report.md (and .html, *.png).
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ def run_demo(out: Path, methods: list[str], port: int = 8765, pairs: int = 3300,
             t0 = time.monotonic()
             build_evalsets(EvalConfig(dir=data, samples_per_shard=1000, progress=progress), ex)
             lap("evalsets", t0)
+            t0 = time.monotonic()
+            from ticdata.audit import headline, run_audit
+            from ticdata.audit_report import write_report
+
+            audit = run_audit(data, out / "audit", ex, progress=progress)
+            write_report(audit, out / "audit")
+            lap("audit", t0)
     finally:
         server.stop()
     from train.config import load_config
@@ -96,4 +104,5 @@ def run_demo(out: Path, methods: list[str], port: int = 8765, pairs: int = 3300,
     t0 = time.monotonic()
     report = build_report(runs, out / "report")
     lap("report", t0)
-    return {"report": str(report), "runs": [str(r) for r in runs], "seconds": round(time.monotonic() - started, 1), "times": times}
+    return {"report": str(report), "runs": [str(r) for r in runs], "seconds": round(time.monotonic() - started, 1), "times": times,
+            "audit": headline(audit), "audit_report": str(out / "audit" / "audit.md")}

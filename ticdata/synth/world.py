@@ -22,8 +22,8 @@ reads it), with ~20% re-sightings in later crawls and ~2% failure URLs, and `out
 which says what the world holds and what a correct curation of it must find. Images are served
 by `ticdata.serve`; the URL says everything needed to render them:
 
-    {base_url}/img/{seed}/{year}/{concept_index}/{instance}.jpg[?size=N]
-    {base_url}/fail/{kind}/{seed}/{year}/{concept_index}/{instance}.jpg[?size=N]
+    {base_url}/img/{seed}/{year}/c{concept_index}/{instance}.jpg[?size=N]
+    {base_url}/fail/{kind}/{seed}/{year}/c{concept_index}/{instance}.jpg[?size=N]
 """
 
 from __future__ import annotations
@@ -443,7 +443,7 @@ class ImageRef:
     def path(self) -> str:
         head = "/img" if self.kind is None else f"/fail/{self.kind}"
         tail = "" if self.size == IMAGE_SIZE else f"?size={self.size}"
-        return f"{head}/{self.seed}/{self.year}/{self.concept}/{self.instance}.jpg{tail}"
+        return f"{head}/{self.seed}/{self.year}/c{self.concept}/{self.instance}.jpg{tail}"
 
     def image(self) -> "ImageRef":
         return ImageRef(self.seed, self.year, self.concept, self.instance, self.size, None)
@@ -454,7 +454,9 @@ def image_url(base_url: str, seed: int, year: int, concept_index: int, instance:
     return base_url.rstrip("/") + ImageRef(seed, year, concept_index, instance, size, kind).path()
 
 
-_PATH_RE = re.compile(r"^/(?:img|fail/([a-z0-9]+))/([0-9]{1,18})/([0-9]{4})/([0-9]{1,4})/([0-9]{1,10})\.jpg$")
+# The concept carries a letter ("c11") so that year/concept/instance never reads as a date path
+# (/2014/11/12.jpg would be 12 November 2014 to `ticdata.urldates` and to any audit of URL dates).
+_PATH_RE = re.compile(r"^/(?:img|fail/([a-z0-9]+))/([0-9]{1,18})/([0-9]{4})/c([0-9]{1,4})/([0-9]{1,10})\.jpg$")
 
 
 def decode_url(path: str) -> ImageRef | None:
@@ -678,8 +680,8 @@ def _summary(w: World, seed, base_url, image_size, pairs_per_step, counts, n_pai
         "base_url": base_url,
         "image_size": image_size,
         "url_scheme": {
-            "image": "{base_url}/img/{seed}/{year}/{concept_index}/{instance}.jpg[?size=N]",
-            "failure": "{base_url}/fail/{kind}/{seed}/{year}/{concept_index}/{instance}.jpg[?size=N]",
+            "image": "{base_url}/img/{seed}/{year}/c{concept_index}/{instance}.jpg[?size=N]",
+            "failure": "{base_url}/fail/{kind}/{seed}/{year}/c{concept_index}/{instance}.jpg[?size=N]",
             "failure_kinds": list(FAIL_KINDS),
         },
         "benchmark": BENCHMARK,

@@ -1,0 +1,118 @@
+"""`tic audit` on pools with planted errors: a known share of rows first seen years after their real
+date (evidence in the URL or in EXIF on a random subset), planted impossible orders; the audit's
+wrong-bucket interval holds the planted share, and --fix moves exactly the rows it should."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ticdata.audit import check_fail_if, run_audit, wilson
+from ticdata.audit_report import write_report
+from ticdata.curate import CurateConfig, curate
+from ticdata.errors import UserError
+from ticdata.executor import InlineExecutor, RayExecutor
+from ticdata.manifest import scan_manifest
+from ticdata.snapshots import SnapshotTable
+
+N = 6000
+WRONG_SHARE = 0.12
+URL_SHARE, EXIF_SHARE = 0.30, 0.15
+IMPOSSIBLE = 40
+YEARS = (2017, 2018, 2019, 2020, 2021)
+
+
+def _url(rng, when, i):
+    y, m, d = when.year, when.month, when.day
+    shape = i % 3
+    if shape == 0:
+        return f"https://blog{i % 50}.example.com/wp-content/uploads/{y}/{m:02d}/photo-{i}.jpg"
+    if shape == 1:
+        return f"https://news{i % 30}.example.org/{y}/{m:02d}/{d:02d}/story-{i}/image.jpg"
+    return f"https://cdn{i % 20}.example.net/u/{i}/IMG_{y}{m:02d}{d:02d}_120000.jpg"
+
+
+def _pool(tmp_path):
+    rng = np.random.default_rng(7)
+    snaps = SnapshotTable.load()
+    crawl = {y: next(s for s in snaps.snapshots if s.start.year == y and s.start.month == 2) for y in YEARS}
+    rows, truth = [], []
+    for i in range(N):
+        y = int(rng.choice(YEARS))
+        c = crawl[y]
+        ts = c.start
+        wrong = rng.random() < WRONG_SHARE
+        real = ts.replace(year=y - 2) - timedelta(days=int(rng.integers(1, 200))) if wrong else ts - timedelta(days=int(rng.integers(1, 15)))
+        ev = rng.random()
+        url = f"https://plain{i % 40}.example.com/images/{i}.jpg"
+        exif = None
+        kind = "none"
+        if ev < URL_SHARE:
+            url, kind = _url(rng, real, i), "url"
+        elif ev < URL_SHARE + EXIF_SHARE:
+            exif, kind = real.strftime("%Y:%m:%d %H:%M:%S"), "exif"
+        if i < IMPOSSIBLE:  # a URL dated after the row was first seen
+            wrong, kind, exif = False, "impossible", None
+            url = f"https://late.example.com/{ts.year}/{ts.month + 6:02d}/{10:02d}/late-{i}.jpg"
+        rows.append({"uid": f"{i:032x}", "url": url, "text": f"row {i}", "source": f"crawl-data/{c.id}/segments/1/wat/x.warc.wat.gz",
+                     "exif_datetime_original": exif})
+        truth.append({"uid": f"{i:032x}", "wrong": wrong, "kind": kind})
+    pl.DataFrame(rows, schema_overrides={"exif_datetime_original": pl.String}).write_parquet(tmp_path / "pool.parquet")
+    out = tmp_path / "cur"
+    curate(CurateConfig(inputs=(str(tmp_path / "pool.parquet"),), out=out, progress=False), InlineExecutor())
+    return out, pl.DataFrame(truth)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    return _pool(tmp_path_factory.mktemp("audit"))
+
+
+def test_the_planted_share_lies_in_the_interval(planted, tmp_path, ray_local):
+    cur, truth = planted
+    with RayExecutor() as ex:
+        r = run_audit(cur, tmp_path / "a", ex, fix=tmp_path / "fixed", progress=False)
+    assert r["rows"] == N
+    w = r["wrong_bucket"]
+    population = truth["wrong"].mean()  # the share of all rows whose bucket is wrong
+    lo, hi = w["ci95"]
+    assert lo <= population <= hi and lo <= WRONG_SHARE <= hi, (w, population)
+    # exactly the evidence-carrying wrong rows are counted
+    with_ev = truth.filter(pl.col("kind").is_in(["url", "exif"]))
+    assert w["with_evidence"] == with_ev.height + IMPOSSIBLE
+    assert w["wrong"] == with_ev["wrong"].sum()
+    assert r["impossible_order"]["rows"] == IMPOSSIBLE
+    assert r["coverage"]["url"]["rows"] == truth.filter(pl.col("kind").is_in(["url", "impossible"])).height
+    assert r["coverage"]["exif"]["rows"] == truth.filter(pl.col("kind") == "exif").height
+    assert r["agreement"]["url"]["same_year"] < 1.0 and r["domains"][0]["domain"] == "late.example.com"
+    assert sum(r["lag_days"]["counts"]) == w["with_evidence"]
+    assert {c["bucket"] for c in r["crawls"]} == {str(y) for y in YEARS}
+    # --fix: the wrong rows move to their real year, the original time is kept
+    fixed = scan_manifest(tmp_path / "fixed").collect().join(truth, on="uid")
+    orig = scan_manifest(cur).select("uid", "year").collect().rename({"year": "year0"})
+    fixed = fixed.join(orig, on="uid")
+    moved = fixed.filter(pl.col("ts_fix_source").is_not_null())
+    assert set(moved.filter(pl.col("year") != pl.col("year0"))["uid"]) == set(with_ev.filter("wrong")["uid"])
+    assert (moved["ts"] < moved["ts_original"]).all()
+    assert fixed.filter(pl.col("kind") == "none")["ts_fix_source"].null_count() == fixed.filter(pl.col("kind") == "none").height
+    doc = json.loads((tmp_path / "fixed" / "manifest.json").read_text())
+    assert "rule" in doc["audit_fix"] and sum(b["rows"] for b in doc["buckets"].values()) + doc["outside_buckets"]["rows"] == N
+    # thresholds for CI use, and the report
+    assert check_fail_if(r, ["wrong_bucket.share>0.05"]) and not check_fail_if(r, ["wrong_bucket.share>0.5"])
+    with pytest.raises(UserError, match="no figure"):
+        check_fail_if(r, ["nope.share>1"])
+    md = write_report(r, tmp_path / "a")
+    text = md.read_text()
+    for png in ("rows-by-month.png", "agreement.png", "lag.png"):
+        assert (tmp_path / "a" / png).stat().st_size > 5000 and png in text
+    assert "late.example.com" in text
+
+
+def test_wilson_interval():
+    lo, hi = wilson(12, 100)
+    assert 0.069 < lo < 0.071 and 0.198 < hi < 0.201
+    assert wilson(0, 0) == (None, None)

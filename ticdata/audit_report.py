@@ -1,0 +1,110 @@
+"""The audit's Markdown/HTML report and its plots: rows per year and month by signal, the agreement
+heatmaps (recovered year x each signal's year), the lag histogram."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ticdata.audit_signals import SIGNALS
+
+
+def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figs = []
+    # rows per month by signal
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    for s in SIGNALS:
+        pts = result["rows_by_month"][s]
+        if pts:
+            xs = [y + (m - 0.5) / 12 for y, m, _ in pts]
+            ax.plot(xs, [n for _, _, n in pts], marker=".", lw=1, label=f"{s} ({result['coverage'][s]['share']:.0%} of rows)")
+    ax.set_xlabel("year (monthly points)")
+    ax.set_ylabel("rows")
+    ax.set_title("rows per month, by the signal that dates them")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "rows-by-month.png", dpi=110)
+    plt.close(fig)
+    figs.append(("Rows per month by signal", "rows-by-month.png"))
+    # agreement heatmaps
+    shown = [s for s in SIGNALS[1:] if result["agreement"][s]["rows"]]
+    if shown:
+        fig, axes = plt.subplots(1, len(shown), figsize=(4.6 * len(shown), 4.2))
+        axes = np.atleast_1d(axes)
+        for ax, s in zip(axes, shown):
+            mat = result["agreement"][s]["matrix"]
+            ry = sorted({int(y) for y in mat})
+            sy = sorted({int(y) for r in mat.values() for y in r})
+            M = np.array([[mat.get(str(a), {}).get(str(b), 0) for b in sy] for a in ry], dtype=float)
+            share = M / np.maximum(M.sum(1, keepdims=True), 1)
+            ax.imshow(share, cmap="magma", vmin=0, vmax=1)
+            ax.set_xticks(range(len(sy)), sy, rotation=60, fontsize=7)
+            ax.set_yticks(range(len(ry)), ry, fontsize=7)
+            ax.set_xlabel(f"{s} year")
+            ax.set_ylabel("recovered year")
+            same = result["agreement"][s]["same_year"]
+            ax.set_title(f"{s}: {same:.0%} same year" if same is not None else s, fontsize=10)
+        fig.suptitle("agreement: share of each recovered year's rows by the signal's year", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / "agreement.png", dpi=110)
+        plt.close(fig)
+        figs.append(("Agreement between the recovered year and each signal", "agreement.png"))
+    # lag histogram
+    lag = result["lag_days"]
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    ax.bar(range(len(lag["bins"])), lag["counts"], color="#4477aa")
+    ax.set_xticks(range(len(lag["bins"])), lag["bins"], rotation=35, ha="right", fontsize=8)
+    ax.set_xlabel("first seen minus earliest trustworthy evidence (days)")
+    ax.set_ylabel("rows")
+    ax.set_title("lag between first sighting and earlier evidence")
+    fig.tight_layout()
+    fig.savefig(out / "lag.png", dpi=110)
+    plt.close(fig)
+    figs.append(("Lag histogram", "lag.png"))
+    return figs
+
+
+def write_report(result: dict, out: Path) -> Path:
+    from train.report import _html  # the same small Markdown-to-HTML used by tic report
+
+    out = Path(out)
+    figs = _plots(result, out)
+    w = result["wrong_bucket"]
+    pct = lambda x: "-" if x is None else f"{x:.2%}"  # noqa: E731
+    md = ["# tic audit", "", f"Input: `{result['inputs']['dir']}` ({result['rows']:,} rows, benchmark {result['inputs']['benchmark']}).", "",
+          "## Headline", "",
+          f"- Wrong bucket: **{pct(w['share'])}** of {w['with_evidence']:,} rows with trustworthy evidence "
+          f"(95% {w['interval']} interval {pct(w['ci95'][0])} to {pct(w['ci95'][1])}). Rule: {w['rule']}. Scope: {w['scope']}.",
+          f"- Impossible order: {result['impossible_order']['rows']:,} rows first seen before the date in their URL "
+          f"({pct(result['impossible_order']['share_of_url_dated'])} of URL-dated rows).", "",
+          "## Coverage and agreement", "", "| signal | rows | share | same year as recovered |", "|---|---|---|---|"]
+    for s in SIGNALS:
+        c = result["coverage"][s]
+        same = result["agreement"].get(s, {}).get("same_year") if s != "recovered" else 1.0
+        md.append(f"| {s} | {c['rows']:,} | {pct(c['share'])} | {pct(same)} |")
+    md += ["", "Signals: recovered (first sighting), url (date in the URL path), exif (DateTimeOriginal), last_modified "
+           "(HTTP header; weak, reported only), snapshot (start of the first crawl that saw the row).", ""]
+    for title, name in figs:
+        md += [f"## {title}", "", f"![{title}]({name})", ""]
+    md += ["## Domains with the most disagreement", "", "| domain | rows | with evidence | wrong bucket | impossible order |", "|---|---|---|---|---|"]
+    for d in result["domains"][:20]:
+        md.append(f"| {d['domain']} | {d['rows']:,} | {d['with_evidence']:,} | {d['wrong']:,} | {d['impossible']:,} |")
+    md += ["", "## Bucket moves (recovered bucket -> bucket of the earliest evidence)", "", "| from | to | rows |", "|---|---|---|"]
+    for m in result["bucket_moves"][:20]:
+        md.append(f"| {m['from']} | {m['to']} | {m['rows']:,} |")
+    md += ["", "## Crawls and bucket sizes", "", "Rows first seen in each crawl and that crawl's share of its bucket: a bucket "
+           "made mostly of one large crawl inherits that crawl's sampling.", "", "| crawl | bucket | rows | share of bucket |", "|---|---|---|---|"]
+    for c in result["crawls"]:
+        md.append(f"| {c['crawl']} | {c['bucket']} | {c['rows']:,} | {pct(c['share_of_bucket'])} |")
+    if "fix" in result:
+        f = result["fix"]
+        md += ["", "## Corrected manifest", "", f"`{f['out']}`: {f['rows_moved']:,} rows moved. Rule: {f['rule']}."]
+    (out / "audit.md").write_text("\n".join(md) + "\n")
+    (out / "audit.html").write_text(_html(md).replace("<title>tic report</title>", "<title>tic audit</title>"))
+    return out / "audit.md"
