@@ -31,3 +31,18 @@ def test_bench_download_runs(tmp_path):
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "tic overhead" in res.stdout and "150 images" in res.stdout
+
+
+@pytest.mark.slow
+def test_bench_train_runs(tmp_path):
+    sys.path.insert(0, str(REPO / "tests"))
+    from worldfolder import build_world_folder
+
+    data = build_world_folder(tmp_path / "w", pairs_per_step=80)
+    res = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--data", str(data), "--samples", "384", "--batch-size", "32",
+         "--repeats", "1", "--log-every", "2", "--workers", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "ratio tic/open_clip" in res.stdout and "GMACs forward per sample" in res.stdout
