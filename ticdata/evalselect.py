@@ -20,10 +20,10 @@ import numpy as np
 import polars as pl
 
 from ticdata.classes import Vocabulary, match_captions
+from ticdata.mix import splitmix64 as _splitmix
 from ticdata.phash import informative, near_pairs
 
 RETRIEVAL, CLASSIFICATION, TRAIN, EXCLUDED = "retrieval", "classification", "train", "excluded"
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _URL_OR_FILE = r"(?i)(https?://|www\.|\.(jpe?g|png|gif|webp|bmp|tiff?)\b|\bimg_\d|\bdsc_?\d)"
 _WORD = r"\p{L}{2,}"
 CANDIDATE_FACTOR = 4  # near-duplicate checks look at this many times the quota of candidates
@@ -37,14 +37,6 @@ class SelectParams:
     distance: int = 4
     min_words: int = 3
     max_words: int = 60
-
-
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        z = (x + np.uint64(0x9E3779B97F4A7C15)) & _M64
-        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
-        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
-        return z ^ (z >> np.uint64(31))
 
 
 def rank_of(uids: pl.Series, seed: int) -> np.ndarray:

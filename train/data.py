@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from train.sampling import _splitmix, bucket_choices
+from ticdata.mix import splitmix64 as _splitmix
+from train.sampling import bucket_choices
 from train.shards import Bucket
 
 log = logging.getLogger(__name__)
