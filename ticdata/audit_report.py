@@ -22,7 +22,8 @@ def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
         pts = result["rows_by_month"][s]
         if pts:
             xs = [y + (m - 0.5) / 12 for y, m, _ in pts]
-            ax.plot(xs, [n for _, _, n in pts], marker=".", lw=1, label=f"{s} ({result['coverage'][s]['share']:.0%} of rows)")
+            style = {"recovered": dict(lw=3, alpha=0.5), "snapshot": dict(lw=1, ls="--")}.get(s, dict(lw=1))
+            ax.plot(xs, [n for _, _, n in pts], marker=".", label=f"{s} ({result['coverage'][s]['share']:.0%} of rows)", **style)
     ax.set_xlabel("year (monthly points)")
     ax.set_ylabel("rows")
     ax.set_title("rows per month, by the signal that dates them")
