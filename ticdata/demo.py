@@ -24,12 +24,14 @@ DEFAULT_METHODS = ("sequential", "cumulative-all", "oracle")
 def _world(out: Path, base_url: str, pairs: int) -> None:
     import json
 
-    from ticdata.synth.world import make_world
+    from ticdata.synth.world import make_world, url_scheme
 
     meta = out / "world" / "_world.json"
     if meta.exists():
         w = json.loads(meta.read_text())
-        if w.get("pairs_per_step") == pairs and w.get("base_url") == base_url:
+        # a world made by an older tic with another URL scheme is made again (its URLs would not resolve)
+        same_scheme = w.get("url_scheme") == url_scheme()
+        if w.get("pairs_per_step") == pairs and w.get("base_url") == base_url and same_scheme:
             return
     make_world(out / "world", base_url=base_url, pairs_per_step=pairs, overwrite=True)
 

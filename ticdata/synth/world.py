@@ -539,6 +539,15 @@ def _check_args(seed, base_url, pairs_per_step, image_size, fail_share, resight_
         raise UserError(f"synthetic world: base_url={base_url!r}; expected http://HOST[:PORT] (the `tic serve-images` address)")
 
 
+def url_scheme() -> dict:
+    """The URL shapes of this version of the world (recorded in _world.json)."""
+    return {
+        "image": "{base_url}/img/{seed}/{year}/c{concept_index}/{instance}.jpg[?size=N]",
+        "failure": "{base_url}/fail/{kind}/{seed}/{year}/c{concept_index}/{instance}.jpg[?size=N]",
+        "failure_kinds": list(FAIL_KINDS),
+    }
+
+
 def make_world(
     out: Path,
     seed: int = 0,
@@ -679,11 +688,7 @@ def _summary(w: World, seed, base_url, image_size, pairs_per_step, counts, n_pai
         "seed": seed,
         "base_url": base_url,
         "image_size": image_size,
-        "url_scheme": {
-            "image": "{base_url}/img/{seed}/{year}/c{concept_index}/{instance}.jpg[?size=N]",
-            "failure": "{base_url}/fail/{kind}/{seed}/{year}/c{concept_index}/{instance}.jpg[?size=N]",
-            "failure_kinds": list(FAIL_KINDS),
-        },
+        "url_scheme": url_scheme(),
         "benchmark": BENCHMARK,
         "steps": [
             {"name": n, "years": list(ys), "concepts": w.active(i), "pairs": sum(counts[y] for y in ys)}
