@@ -116,3 +116,15 @@ def test_wilson_interval():
     lo, hi = wilson(12, 100)
     assert 0.069 < lo < 0.071 and 0.198 < hi < 0.201
     assert wilson(0, 0) == (None, None)
+
+
+def test_cli_fails_when_a_threshold_is_crossed(planted, tmp_path, capsys):
+    from ticdata.cli import main
+
+    cur, _ = planted
+    rc = main(["audit", str(cur), "--out", str(tmp_path / "a"), "--executor", "inline", "-q", "--fail-if", "wrong_bucket.share>0.05"])
+    assert rc == 3 and "failed: wrong_bucket.share>0.05" in capsys.readouterr().err
+    rc = main(["audit", str(cur), "--out", str(tmp_path / "b"), "--executor", "inline", "-q", "--fail-if", "wrong_bucket.share>0.5"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "wrong bucket:" in out and (tmp_path / "b" / "audit.html").exists()
+    assert json.loads((tmp_path / "b" / "audit.json").read_text())["rows"] == N

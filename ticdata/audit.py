@@ -116,7 +116,8 @@ def audit_part(spec: PartSpec) -> dict:
                                                           sig_year=c.dt.year().cast(pl.Int32)).len().with_columns(signal=pl.lit(s)))
     tables["agree"] = pl.concat(agree).select("signal", "rec_year", "sig_year", pl.col("len").cast(pl.Int64).alias("n"))
     lag = df.filter(pl.col("_lag").is_not_null()).select(
-        bin=pl.col("_lag").cut(LAG_BREAKS, labels=LAG_LABELS, left_closed=True).cast(pl.String)).group_by("bin").len()
+        bin=pl.sum_horizontal([(pl.col("_lag") >= b).cast(pl.Int32) for b in LAG_BREAKS])  # index of the [a, b) bin
+        .replace_strict(list(range(len(LAG_LABELS))), LAG_LABELS, return_dtype=pl.String)).group_by("bin").len()
     tables["lag"] = lag.select("bin", pl.col("len").cast(pl.Int64).alias("n"))
     tables["domains"] = (df.group_by("domain").agg(rows=pl.len(), with_evidence=pl.col("_has_ev").sum(),
                                                     wrong=pl.col("_wrong").sum(), impossible=pl.col("_impossible").sum())
