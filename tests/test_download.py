@@ -4,7 +4,6 @@ every row, reruns that retry only failures, shards open_clip reads."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 from types import SimpleNamespace

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.evaluate import evaluate_run, read_wds_set
+from train.evaluate import evaluate_run
 from train.loop import run_training
 from train.config import load_config
 from train.metrics import retrieval, zero_shot

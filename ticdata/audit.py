@@ -25,7 +25,6 @@ recovered time stays in `ts_original` and `ts_fix_source` says which evidence mo
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import re
@@ -36,13 +35,13 @@ from pathlib import Path
 
 import polars as pl
 
-from ticdata.audit_signals import SIGNALS, TRUSTED, with_signals
+from ticdata.audit_signals import SIGNALS, with_signals
 from ticdata.benchmarks import Benchmark, benchmark_from_manifest
 from ticdata.errors import UserError
 from ticdata.executor import Task, run_stage
 from ticdata.manifest import MANIFEST_DIR, MANIFEST_JSON, bucket_table, load_manifest_json
 from ticdata.snapshots import SnapshotTable
-from ticdata.storage import read_json, write_bytes_atomic, write_json_atomic
+from ticdata.storage import write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 STATE = Path(".tic") / "audit"

@@ -31,10 +31,9 @@ import hashlib
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from ticdata.benchmarks import benchmark_from_manifest
