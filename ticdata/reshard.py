@@ -67,7 +67,7 @@ from ticdata.ledger import LedgerError
 from ticdata.manifest import MANIFEST_DIR, load_manifest_json, scan_manifest
 from ticdata.storage import atomic_dir, dumps_json, read_json, remove_tmp_leftovers, write_json_atomic
 from ticdata.tars import TarError, TarWriter, atomic_file, check_tar, iter_members, trailer
-from ticdata.uidlists import UID_DTYPE
+from ticdata.uidlists import read_uid_array
 from ticdata.uidsplits import parse_uid_specs
 
 log = logging.getLogger(__name__)
@@ -328,15 +328,7 @@ def selection_from_manifest(folder: Path, split: str | None = "train") -> Select
 def load_uid_array(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The two u8 halves of a DataComp uid file (checks as `uidlists.read_uid_file`, without
     turning hundreds of millions of uids into Python strings)."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such uid file")
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path}: not a numpy uid file ({str(e).splitlines()[0]}); expected DataComp's `u8,u8` .npy")
-    if arr.dtype.names is None or len(arr.dtype.names) != 2 or any(arr.dtype[i] != np.dtype("u8") for i in range(2)):
-        raise UserError(f"{path}: dtype {arr.dtype} is not DataComp's `u8,u8` uid layout")
-    arr = arr.astype(UID_DTYPE, copy=False).reshape(-1)
+    arr = read_uid_array(path).reshape(-1)
     return np.ascontiguousarray(arr["f0"], dtype=_U8), np.ascontiguousarray(arr["f1"], dtype=_U8)
 
 

@@ -48,7 +48,8 @@ def write_uid_file(path: Path, uids: list[str]) -> int:
     return len(arr)
 
 
-def read_uid_file(path: Path) -> list[str]:
+def read_uid_array(path: Path) -> np.ndarray:
+    """A DataComp uid file as its `u8,u8` structured array, checked (one clear error per bad file)."""
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -57,5 +58,8 @@ def read_uid_file(path: Path) -> list[str]:
         raise UserError(f"{path}: not a numpy uid file ({str(e).splitlines()[0]}); expected DataComp's `u8,u8` .npy")
     if arr.dtype.names is None or len(arr.dtype.names) != 2 or any(arr.dtype[i] != np.dtype("u8") for i in range(2)):
         raise UserError(f"{path}: dtype {arr.dtype} is not DataComp's `u8,u8` uid layout")
-    arr = arr.astype(UID_DTYPE)
-    return array_to_uids(arr)
+    return arr.astype(UID_DTYPE, copy=False)
+
+
+def read_uid_file(path: Path) -> list[str]:
+    return array_to_uids(read_uid_array(path))
