@@ -24,7 +24,6 @@ recovered time stays in `ts_original` and `ts_fix_source` says which evidence mo
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import re
@@ -41,7 +40,7 @@ from ticdata.errors import UserError
 from ticdata.executor import Task, run_stage
 from ticdata.manifest import MANIFEST_DIR, MANIFEST_JSON, bucket_table, load_manifest_json
 from ticdata.snapshots import SnapshotTable
-from ticdata.storage import write_bytes_atomic, write_json_atomic
+from ticdata.storage import write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 STATE = Path(".tic") / "audit"
@@ -129,9 +128,7 @@ def audit_part(spec: PartSpec) -> dict:
                               .select("from_bucket", "to_bucket", pl.col("len").cast(pl.Int64).alias("n")))
     out.mkdir(parents=True, exist_ok=True)
     for name, t in tables.items():
-        buf = io.BytesIO()
-        t.write_parquet(buf)
-        write_bytes_atomic(out / f"{name}.parquet", buf.getvalue())
+        write_parquet_atomic(out / f"{name}.parquet", t)
     stats = {"rows": df.height, "with_evidence": int(df["_has_ev"].sum()), "wrong": int(df["_wrong"].sum()),
              "impossible": int(df["_impossible"].sum()), "url_dated": int(df["sig_url"].is_not_null().sum()),
              "url_dated_day": int((df["sig_url"].is_not_null() & df["_url_has_day"].fill_null(False)).sum())}
@@ -156,9 +153,7 @@ def _write_fixed(df: pl.DataFrame, cols: list[str], root: Path, index: int) -> N
     for (year,), part in df.group_by("year"):
         folder = root / f"year={year}"
         folder.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        part.select(keep).write_parquet(buf, compression="zstd")
-        write_bytes_atomic(folder / f"audit-{index:06d}.parquet", buf.getvalue())
+        write_parquet_atomic(folder / f"audit-{index:06d}.parquet", part.select(keep), compression="zstd")
 
 
 def _parts(dir: Path) -> list[tuple[int, Path]]:

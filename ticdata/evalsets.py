@@ -43,7 +43,7 @@ from ticdata.evalselect import CLASSIFICATION, EXCLUDED, RETRIEVAL, TRAIN, Selec
 from ticdata.executor import Task, run_stage
 from ticdata.manifest import MANIFEST_DIR, MANIFEST_JSON, bucket_table, load_manifest_json, scan_manifest, update_manifest
 from ticdata.phash import near_pairs, phash_bytes
-from ticdata.storage import atomic_dir, read_json, remove_tmp_leftovers, write_json_atomic
+from ticdata.storage import atomic_dir, read_json, remove_tmp_leftovers, write_json_atomic, write_parquet_atomic
 from ticdata.tars import TarWriter, atomic_file
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,6 @@ class HashSpec:
 def hash_tar(spec: HashSpec) -> dict:
     """sha256 and pHash of every sample's image in one tar."""
     from ticdata.reshard import iter_samples, sample_uid
-    from ticdata.storage import write_bytes_atomic
-
     t0 = time.perf_counter()
     skipped = [0]
     rows: dict[str, list] = {k: [] for k in HASH_SCHEMA}
@@ -112,11 +110,7 @@ def hash_tar(spec: HashSpec) -> dict:
         for k, v in zip(HASH_SCHEMA, (uid, spec.bucket, spec.rel, hashlib.sha256(img).hexdigest(), ph)):
             rows[k].append(v)
     df = pl.DataFrame(rows, schema=HASH_SCHEMA)
-    import io
-
-    buf = io.BytesIO()
-    df.write_parquet(buf, compression="zstd", compression_level=1)
-    write_bytes_atomic(Path(spec.out), buf.getvalue())
+    write_parquet_atomic(Path(spec.out), df, compression="zstd", compression_level=1)
     stats["hashed"] = df.height
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     return stats
@@ -133,8 +127,6 @@ class FlagSpec:
 
 def flag_training(spec: FlagSpec) -> dict:
     """The training rows of one file that match an eval image or pair: (uid, reason, excluded_by)."""
-    from ticdata.storage import write_bytes_atomic
-
     ev = pl.read_parquet(spec.eval_table)
     eval_uids = ev["uid"].implode()
     schema = {"uid": pl.String, "reason": pl.String, "excluded_by": pl.String}
@@ -158,11 +150,7 @@ def flag_training(spec: FlagSpec) -> dict:
         hit = df.join(ev.select("url", "text", excluded_by=pl.col("uid")), on=["url", "text"], how="inner").unique("uid", keep="first")
         flags = hit.select("uid", reason=pl.lit("same_pair"), excluded_by=pl.col("excluded_by")).cast(schema)
         rows = df.height
-    import io
-
-    buf = io.BytesIO()
-    flags.write_parquet(buf)
-    write_bytes_atomic(Path(spec.out), buf.getvalue())
+    write_parquet_atomic(Path(spec.out), flags)
     return {"rows": rows, "flagged": flags.height}
 
 
@@ -335,9 +323,7 @@ def _select(config: EvalConfig, dir: Path, state: Path, hashes: pl.DataFrame, vo
                  counts[CLASSIFICATION], counts["classes"], counts["images"])
     sel = pl.concat([p.select("uid", "bucket", "split", "label") for p in picks]).unique("uid", keep="first").sort("bucket", "split", "uid")
     info = {"imports": info, "candidates": per_bucket}
-    tmp = path.with_name(".tmp-selection.parquet")
-    sel.write_parquet(tmp)
-    tmp.replace(path)
+    write_parquet_atomic(path, sel)
     write_json_atomic(info_path, info)
     return sel, info
 
@@ -424,9 +410,7 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
         scan_manifest(dir).select("uid", "url", "text").collect(), on="uid", how="inner")
     eval_table = state / "eval.parquet"
     if not eval_table.exists():
-        tmp = state / ".tmp-eval.parquet"
-        ev.write_parquet(tmp)
-        tmp.replace(eval_table)
+        write_parquet_atomic(eval_table, ev)
     flag_tasks = []
     (state / "flags").mkdir(exist_ok=True)
     for t in hash_tasks:
@@ -448,7 +432,7 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
             members = state / "sets" / f"{b}-{kind}.parquet"
             part = ev.filter((pl.col("bucket") == b) & (pl.col("split") == kind)).select("uid", "label", "tar")
             if not members.exists():
-                part.write_parquet(members)
+                write_parquet_atomic(members, part)
             spec = WriteSetSpec(b, kind, str(members), str(dir / "shards"), str(dir / EVAL_DIR / b / kind),
                                 vocab.names if kind == CLASSIFICATION else (), vocab.templates if kind == CLASSIFICATION else (),
                                 config.samples_per_shard)

@@ -29,6 +29,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_parquet_atomic(path: Path, df, **options) -> None:
+    """A Polars frame as a Parquet file that is whole or absent (`options` go to write_parquet)."""
+    import io
+
+    buf = io.BytesIO()
+    df.write_parquet(buf, **options)
+    write_bytes_atomic(Path(path), buf.getvalue())
+
+
 def dumps_json(obj) -> bytes:
     """Canonical JSON: sorted keys, fixed indent, trailing newline; equal objects give equal bytes."""
     return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
