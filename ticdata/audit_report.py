@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ticdata.audit_signals import SIGNALS
+from ticdata.htmlreport import markdown_to_html
 
 
 def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
@@ -72,8 +73,6 @@ def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
 
 
 def write_report(result: dict, out: Path) -> Path:
-    from train.report import _html  # the same small Markdown-to-HTML used by tic report
-
     out = Path(out)
     figs = _plots(result, out)
     w = result["wrong_bucket"]
@@ -107,5 +106,5 @@ def write_report(result: dict, out: Path) -> Path:
         f = result["fix"]
         md += ["", "## Corrected manifest", "", f"`{f['out']}`: {f['rows_moved']:,} rows moved. Rule: {f['rule']}."]
     (out / "audit.md").write_text("\n".join(md) + "\n")
-    (out / "audit.html").write_text(_html(md).replace("<title>tic report</title>", "<title>tic audit</title>"))
+    (out / "audit.html").write_text(markdown_to_html(md, "tic audit"))
     return out / "audit.md"

@@ -14,12 +14,12 @@ sum over t of t x C samples, (T + 1) / 2 times its run (MACs scaled alike). The 
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from pathlib import Path
 
 from ticdata.errors import UserError
+from ticdata.htmlreport import markdown_to_html
 
 METRIC_HELP = {
     "in_domain": "mean of E[i][i]: each step's model on its own step's eval set",
@@ -173,7 +173,7 @@ def build_report(runs: list[Path], out: Path) -> Path:
         for name, s in m.get("static", {}).items():
             md.append(f"- static set {name}: `{s['folder']}`")
     (out / "report.md").write_text("\n".join(md) + "\n")
-    (out / "report.html").write_text(_html(md))
+    (out / "report.html").write_text(markdown_to_html(md, "tic report"))
     return out / "report.md"
 
 
@@ -194,45 +194,3 @@ def metrics_table(ms: list[dict]) -> str:
         cells.append(_fmt(sa[-1]))
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
-
-
-def _html(md: list[str]) -> str:
-    """The Markdown's few constructs (headings, lists, tables, images, code spans) as HTML."""
-    import re
-
-    def inline(s: str) -> str:
-        s = html.escape(s)
-        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
-        return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
-
-    body, in_list, table = [], False, []
-    for line in md + [""]:
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        if table:
-            rows = [r.strip("|").split("|") for r in table if not set(r) <= set("|-")]
-            body.append("<table>" + "".join(
-                "<tr>" + "".join(f"<{'th' if k == 0 else 'td'}>{inline(c.strip())}</{'th' if k == 0 else 'td'}>" for c in r) + "</tr>"
-                for k, r in enumerate(rows)) + "</table>")
-            table = []
-        if line.startswith("- "):
-            if not in_list:
-                body.append("<ul>")
-                in_list = True
-            body.append(f"<li>{inline(line[2:])}</li>")
-            continue
-        if in_list:
-            body.append("</ul>")
-            in_list = False
-        m = re.match(r"!\[(.*)\]\((.*)\)", line)
-        if m:
-            body.append(f'<p><img src="{html.escape(m.group(2))}" alt="{html.escape(m.group(1))}"></p>')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
-        elif line.strip():
-            body.append(f"<p>{inline(line)}</p>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>tic report</title><style>{style}</style></head><body>" + "\n".join(body) + "</body></html>\n"
