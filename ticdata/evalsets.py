@@ -44,13 +44,12 @@ from ticdata.executor import Task, run_stage
 from ticdata.manifest import MANIFEST_DIR, MANIFEST_JSON, bucket_table, load_manifest_json, scan_manifest, update_manifest
 from ticdata.phash import near_pairs, phash_bytes
 from ticdata.storage import atomic_dir, read_json, remove_tmp_leftovers, write_json_atomic, write_parquet_atomic
-from ticdata.tars import TarWriter, atomic_file
+from ticdata.tars import IMAGE_EXTS, TarWriter, atomic_file
 
 log = logging.getLogger(__name__)
 STATE = Path(".tic") / "evalsets"
 EVAL_DIR = "eval"
 TRAIN_DIR = "train"
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 REASONS = ("same_image", "same_pair", "near_duplicate")  # precedence when several apply
 SPLIT_COLUMNS = {"split": pl.String, "exclude_reason": pl.String, "excluded_by": pl.String, "eval_class": pl.String}
 HASH_SCHEMA = {"uid": pl.String, "bucket": pl.String, "tar": pl.String, "sha256": pl.String, "phash": pl.UInt64}

@@ -26,6 +26,7 @@ BLOCK = 512
 RECORD = 20 * BLOCK
 ZERO_BLOCK = bytes(BLOCK)
 READ_BUFFER = 1 << 20
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")  # webdataset image members, as CLIP_benchmark and open_clip decode them
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 _OCTAL_MAX = 8**11  # a size field holds 11 octal digits
 

@@ -27,12 +27,12 @@ import torch
 
 from ticdata.errors import UserError
 from ticdata.storage import write_json_atomic
+from ticdata.tars import IMAGE_EXTS
 from train.checkpoint import CONFIG, WEIGHTS
 from train.metrics import classifier_weights, retrieval, zero_shot
 from train.transfer import transfer_metrics
 
 log = logging.getLogger(__name__)
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 PRIMARY = {"retrieval": "retrieval_recall@1", "classification": "acc1"}
 TASK_NAME = {"retrieval": "zeroshot_retrieval", "classification": "zeroshot_classification"}
 
@@ -113,17 +113,12 @@ def _checkpoint_fingerprint(folder: Path) -> str:
 def load_model(folder: Path, device: torch.device):
     import open_clip
 
-    from train.tiny import register_configs
+    from train.tiny import quiet_model_creation, register_configs
 
     register_configs()
     arch = json.loads((folder / CONFIG).read_text())["architecture"]
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
+    with quiet_model_creation():
         model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(folder / WEIGHTS), device=device)
-    finally:
-        root.setLevel(level)
     return model.eval(), preprocess, open_clip.get_tokenizer(arch), arch
 
 

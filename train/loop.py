@@ -83,19 +83,14 @@ def build_model(cfg: RunConfig, seed: int, device: torch.device):
     """(model, train transform, tokenizer) with random init from `seed`."""
     import open_clip
 
-    from train.tiny import register_configs
+    from train.tiny import quiet_model_creation, register_configs
 
     register_configs()
     if open_clip.get_model_config(cfg.model) is None:
         raise UserError(f"model {cfg.model!r}: not an open_clip architecture (see open_clip.list_models()) nor a shipped config")
     torch.manual_seed(seed)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # open_clip warns that no pretrained weights were loaded: random init is the point
-    try:
+    with quiet_model_creation():
         model, preprocess_train, _ = open_clip.create_model_and_transforms(cfg.model, pretrained=None, precision="fp32", device=device)
-    finally:
-        root.setLevel(level)
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model, preprocess_train, open_clip.get_tokenizer(cfg.model)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ticdata.errors import UserError
+from ticdata.tars import IMAGE_EXTS
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 
 
 @dataclass(frozen=True)

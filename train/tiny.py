@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -37,20 +38,27 @@ def register_configs() -> None:
         open_clip.add_model_config(CONFIG_DIR)
 
 
+@contextmanager
+def quiet_model_creation():
+    """Silence the root logger below ERROR while open_clip builds a model: it warns that no
+    pretrained weights were loaded, which for random init (and for tic's own checkpoints) is noise."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def create_model(seed: int = 0, name: str = MODEL_NAME):
     """(model, eval preprocess, tokenizer) of a randomly initialised tiny CLIP, fp32 on the CPU."""
     import open_clip
 
     register_configs()
     torch.manual_seed(seed)
-    # open_clip warns at WARNING level that no pretrained weights were loaded: that is the point here.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
+    with quiet_model_creation():
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None, precision="fp32", device="cpu")
-    finally:
-        root.setLevel(level)
     return model, preprocess, open_clip.get_tokenizer(name)
 
 
