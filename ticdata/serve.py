@@ -101,6 +101,7 @@ class _Server(ThreadingHTTPServer):
         self.slow_seconds = float(slow_seconds)
         self.stopping = threading.Event()
         self.counts: Counter[str] = Counter()
+        self.paths: Counter[str] = Counter()  # requests per URL path
         self.lock = threading.Lock()
 
 
@@ -147,6 +148,7 @@ class _Handler(BaseHTTPRequestHandler):
             ref = decode_url(self.path)
             with self.server.lock:
                 self.server.counts["unknown" if ref is None else ref.kind or "img"] += 1
+                self.server.paths[self.path] += 1
             if ref is None:
                 self._text(404, "not found", head)
             elif ref.kind is None:
@@ -193,7 +195,7 @@ class ImageServer:
             make_world(out, base_url=srv.url)
             ...
 
-    `counts` tallies requests by route (`img`, a failure kind, or `unknown`)."""
+    `counts` tallies requests by route (`img`, a failure kind, or `unknown`), `paths` by URL path."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, slow_seconds: float = 5.0):
         self.host, self.port, self.slow_seconds = host, int(port), float(slow_seconds)
@@ -222,6 +224,13 @@ class ImageServer:
             return Counter()
         with self._server.lock:
             return Counter(self._server.counts)
+
+    @property
+    def paths(self) -> Counter:
+        if self._server is None:
+            return Counter()
+        with self._server.lock:
+            return Counter(self._server.paths)
 
     def stop(self) -> None:
         if self._server is None:

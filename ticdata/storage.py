@@ -12,21 +12,47 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 
 def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+WRITE_BUFFER = 1 << 20
+
+
+@contextmanager
+def atomic_file(path: Path, buffering: int = WRITE_BUFFER) -> Iterator[BinaryIO]:
+    """A binary file opened under a temporary sibling name; on success it is flushed to disk and
+    renamed to `path`, on failure removed. For outputs written in a stream (tars, .npy)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
-    with open(tmp, "wb") as fh:
+    try:
+        with open(tmp, "wb", buffering=buffering) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_file(Path(path)) as fh:
         fh.write(data)
-        fh.flush()
+
+
+def publish(src: Path, dst: Path) -> None:
+    """Move a finished file (written under a temporary or work name) to its final name: flushed
+    to disk first, then renamed, so `dst` is whole or absent."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb+") as fh:
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    os.replace(src, dst)
 
 
 def write_parquet_atomic(path: Path, df, **options) -> None:
@@ -35,6 +61,19 @@ def write_parquet_atomic(path: Path, df, **options) -> None:
 
     buf = io.BytesIO()
     df.write_parquet(buf, **options)
+    write_bytes_atomic(Path(path), buf.getvalue())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(Path(path), text.encode())
+
+
+def save_figure_atomic(fig, path: Path, **options) -> None:
+    """A matplotlib figure as a PNG file that is whole or absent (`options` go to savefig)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **options)
     write_bytes_atomic(Path(path), buf.getvalue())
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import tarfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -112,20 +111,6 @@ class TarWriter:
         self.fh.write(trailer(self.offset))
 
 
-@contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A file opened for writing under a temporary name, renamed to `path` on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}-{os.urandom(4).hex()}")
-    try:
-        with open(tmp, "wb", buffering=READ_BUFFER) as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------------------------- reading
 
 
@@ -187,17 +172,33 @@ def iter_members(path: str | Path, skipped: list[int] | None = None) -> Iterator
     `skipped[0]` (when given) is increased by one for each non-regular member passed over.
     Damage, and errors reading the file, raise TarError."""
     try:
-        yield from _iter_members(path, skipped)
+        for name, _, data in _iter_members(path, skipped, True):
+            yield name, data
     except OSError as e:
         raise TarError(f"read error ({e.strerror or e})") from None
 
 
-def _iter_members(path: str | Path, skipped: list[int] | None) -> Iterator[tuple[str, bytes]]:
+def iter_member_spans(path: str | Path) -> Iterator[tuple[str, int, int]]:
+    """(name, data offset, size) of each regular file of an uncompressed tar, reading only the
+    headers (the data is skipped with a seek): an index for random access by `pread`."""
+    try:
+        for name, offset, data in _iter_members(path, None, False):
+            yield name, offset, data
+    except OSError as e:
+        raise TarError(f"read error ({e.strerror or e})") from None
+
+
+def _iter_members(path: str | Path, skipped: list[int] | None, read: bool) -> Iterator[tuple[str, int, bytes | int]]:
+    """(name, data offset, data when `read` else its size) of each regular member."""
     with open(path, "rb", buffering=READ_BUFFER) as fh:
         head = fh.peek(8)[:8]
         if is_compressed(head):
-            yield from _iter_tarfile(fh, skipped)
+            if not read:
+                raise TarError("compressed tar: an index needs an uncompressed tar")
+            for name, data in _iter_tarfile(fh, skipped):
+                yield name, -1, data
             return
+        end = os.fstat(fh.fileno()).st_size
         offset = 0
         long_name: bytes | None = None
         pax: dict[str, bytes] = {}
@@ -247,12 +248,17 @@ def _iter_members(path: str | Path, skipped: list[int] | None) -> Iterator[tuple
             name = raw.decode("utf-8", "surrogateescape")
             pax, long_name = {}, None
             regular = typeflag in (b"0", b"7") or (typeflag == b"\x00" and not name.endswith("/"))
-            if regular:
+            if regular and not read:
+                if fh.seek(padded, 1) > end:
+                    raise TarError(f"truncated: member {name!r} at byte {here} needs {size} bytes, the file ends before")
+                yield name, offset, size
+                offset += padded
+            elif regular:
                 data = _read_exact(fh, size, here, f"member {name!r}")
                 if padded != size:
                     _read_exact(fh, padded - size, here, f"padding of {name!r}")
+                yield name, offset, data
                 offset += padded
-                yield name, data
             else:
                 if skipped is not None:
                     skipped[0] += 1
