@@ -1,19 +1,39 @@
-"""Benchmark definitions (manifests/*.toml): the steps, the years each holds, eval sizes, budget.
+"""Benchmark definitions (benchmarks/*.toml): the steps, the years each holds, eval sizes, budget.
 
 A name ("tic-datacomp") picks a shipped definition; a path picks a user's TOML file. With monthly
-granularity each step's years are split into one bucket per calendar month ("2019-07").
+granularity each step's years are split into one bucket per calendar month ("2019-07"); a folder
+made from uid lists (`tic uids import`) has granularity "list": each row names its bucket in a
+`bucket` column.
+
+Bucket names become folder names (shards/<bucket>/, eval/<bucket>/, <bucket>.npy), so they follow
+one rule, checked here wherever names are read: `check_bucket_name`.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import polars as pl
+
 from ticdata.errors import UserError
 
 GRANULARITIES = ("year", "month")
+DEFINITIONS = "ticdata.definitions"  # the package holding the shipped TOML files (folder benchmarks/)
+BUCKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+-]{0,99}")
+BUCKET_NAME_RULE = "1-100 characters: letters, digits, '.', '_', '=', '+', '-', starting with a letter or digit"
+
+
+def check_bucket_name(name: str, where: str | Path | None = None) -> str:
+    """`name` when it can name a folder inside another (no '/', no '..', not absolute), else a
+    UserError naming `where` it came from."""
+    if not isinstance(name, str) or not BUCKET_NAME.fullmatch(name):
+        origin = f"{where}: " if where else ""
+        raise UserError(f"{origin}bucket name {name!r} cannot name a folder; use {BUCKET_NAME_RULE}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,19 @@ class Benchmark:
             return None
         return step.name if self.granularity == "year" else f"{year:04d}-{month:02d}"
 
+    def bucket_expr(self, year: pl.Expr | None = None, month: pl.Expr | None = None) -> pl.Expr:
+        """The bucket name of each row (null outside every step), from its year and month columns
+        (or expressions, e.g. `ts.dt.year()`); for a "list" folder, its `bucket` column."""
+        if self.granularity == "list":
+            return pl.col("bucket")
+        year = pl.col("year") if year is None else year
+        year_to_step = {y: s.name for s in self.steps for y in s.years}
+        if self.granularity == "year":
+            return year.replace_strict(year_to_step, default=None, return_dtype=pl.String)
+        month = pl.col("month") if month is None else month
+        name = pl.format("{}-{}", year.cast(pl.String).str.zfill(4), month.cast(pl.String).str.zfill(2))
+        return pl.when(year.is_in(list(year_to_step))).then(name).otherwise(None)
+
     def to_json(self) -> dict:
         return {
             "name": self.name,
@@ -64,7 +97,7 @@ class Benchmark:
 
 
 def shipped_names() -> list[str]:
-    return sorted(p.name[: -len(".toml")] for p in resources.files("ticdata.manifests").iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name[: -len(".toml")] for p in resources.files(DEFINITIONS).iterdir() if p.name.endswith(".toml"))
 
 
 def load_benchmark(name_or_path: str) -> Benchmark:
@@ -77,7 +110,7 @@ def load_benchmark(name_or_path: str) -> Benchmark:
         except OSError as e:
             raise UserError(f"{path}: cannot read the benchmark definition ({e.strerror})")
     else:
-        res = resources.files("ticdata.manifests").joinpath(f"{name_or_path}.toml")
+        res = resources.files(DEFINITIONS).joinpath(f"{name_or_path}.toml")
         if not res.is_file():
             raise UserError(
                 f"--benchmark {name_or_path!r}: no such definition; use one of {', '.join(shipped_names())} or a path to a .toml file"
@@ -93,13 +126,15 @@ def load_benchmark(name_or_path: str) -> Benchmark:
 def _from_dict(data: dict, where: Path) -> Benchmark:
     steps = []
     seen: dict[int, str] = {}
+    by_list = data.get("granularity") == "list"  # buckets named by a `bucket` column (uid lists)
     for i, raw in enumerate(data.get("steps", [])):
         try:
             name = str(raw["name"])
             years = tuple(int(y) for y in raw["years"])
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{where}: [[steps]] entry {i} needs a name and a list of integer years")
-        if not years:
+        check_bucket_name(name, where)
+        if not years and not by_list:
             raise UserError(f"{where}: step {name!r} has no years")
         for y in years:
             if y in seen:
@@ -120,9 +155,31 @@ def _from_dict(data: dict, where: Path) -> Benchmark:
         compute=dict(data.get("compute", {})),
         source=str(where),
     )
+    if by_list:
+        return Benchmark(bench.name, bench.description, bench.steps, "list", bench.eval, bench.compute, bench.source)
     return bench.with_granularity(str(data.get("granularity", "year")))
 
 
 def benchmark_from_manifest(doc: dict, where: Path) -> Benchmark:
-    """The benchmark a manifest.json was curated with (its `benchmark` entry)."""
-    return _from_dict(doc["benchmark"], Path(where))
+    """The benchmark a manifest.json was curated with (its `benchmark` entry); for a folder made
+    by hand without one, the benchmark its `buckets` table describes (years, or months)."""
+    if "benchmark" in doc:
+        return _from_dict(doc["benchmark"], Path(where))
+    buckets = doc.get("buckets") or {}
+    for name in buckets:
+        check_bucket_name(name, where)
+    if any("months" in b for b in buckets.values()):
+        years = sorted({int(y) for b in buckets.values() for y in b.get("years", [])})
+        steps = tuple(Step(str(y), (y,)) for y in years)
+        return Benchmark("manifest", "", steps, "month", source=str(where))
+    return _from_dict({"name": "manifest", "steps": [{"name": n, "years": b.get("years", [])} for n, b in buckets.items()]}, Path(where))
+
+
+def bucket_names(doc: dict, where: Path) -> list[str]:
+    """The buckets a manifest.json lists, each name checked; an empty list is a UserError."""
+    names = list(doc.get("buckets") or {})
+    if not names:
+        raise UserError(f"{where}: lists no buckets; curate with a benchmark that has steps")
+    for name in names:
+        check_bucket_name(name, where)
+    return names

@@ -14,11 +14,10 @@ import polars as pl
 from ticdata.benchmarks import Benchmark
 from ticdata.columns import EVIDENCE_OUTPUT, MANIFEST_CORE, carried_name
 from ticdata.errors import UserError
-from ticdata.storage import read_json
+from ticdata.layout import MANIFEST_DIR, MANIFEST_JSON, CuratedFolder
+from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 
 SCHEMA_VERSION = 1
-MANIFEST_DIR = "manifest"
-MANIFEST_JSON = "manifest.json"
 
 
 def manifest_schema(input_schemas: list[tuple[str, list[tuple[str, pl.DataType]]]]) -> dict[str, pl.DataType]:
@@ -54,7 +53,7 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
 
 def scan_manifest(out: str | Path) -> pl.LazyFrame:
     """The manifest of a curated folder as one LazyFrame, `year` included (Int32)."""
-    root = Path(out) / MANIFEST_DIR
+    root = CuratedFolder(Path(out)).manifest_dir
     if not root.is_dir():
         raise UserError(f"{out}: no {MANIFEST_DIR}/ folder; run `tic curate INPUT... --out {out}` first")
     files = sorted(root.glob("year=*/*.parquet"))
@@ -65,7 +64,7 @@ def scan_manifest(out: str | Path) -> pl.LazyFrame:
 
 
 def load_manifest_json(out: str | Path) -> dict:
-    path = Path(out) / MANIFEST_JSON
+    path = CuratedFolder(Path(out)).manifest_json
     if not path.exists():
         raise UserError(f"{out}: no {MANIFEST_JSON}; the folder is not a finished curation (run `tic curate ... --out {out}`)")
     return read_json(path)
@@ -131,14 +130,11 @@ def update_manifest(out: str | Path, table: pl.DataFrame, columns: dict[str, pl.
     """Set the `columns` that `table` holds on the manifest rows whose `on` key is in `table` (other
     rows and other columns keep their values; columns the manifest lacks are added as nulls). Rewrites each part file atomically, in place,
     so a killed update is finished by running it again. Returns the rows updated."""
-    import os
-    import uuid as _uuid
-
-    root = Path(out) / MANIFEST_DIR
+    folder = CuratedFolder(Path(out))
     present = {c: t for c, t in columns.items() if c in table.columns}
     table = table.select(on, *[pl.col(c).cast(t) for c, t in present.items()]).unique(on, keep="last")
     updated = 0
-    for part in sorted(root.glob("year=*/*.parquet")):
+    for part in folder.manifest_files():
         df = pl.read_parquet(part)
         missing = [pl.lit(None, dtype=t).alias(c) for c, t in columns.items() if c not in df.columns]
         if missing:
@@ -150,13 +146,9 @@ def update_manifest(out: str | Path, table: pl.DataFrame, columns: dict[str, pl.
         elif not missing:
             continue
         updated += hits
-        tmp = part.with_name(f".tmp-{part.name}-{_uuid.uuid4().hex[:8]}")
-        df.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
-        os.replace(tmp, part)
-    doc_path = Path(out) / MANIFEST_JSON
+        write_parquet_atomic(part, df, compression="zstd", compression_level=1, statistics=True)
+    doc_path = folder.manifest_json
     if doc_path.exists():
-        from ticdata.storage import write_json_atomic
-
         doc = read_json(doc_path)
         doc["columns"] = doc.get("columns", {}) | {c: str(t) for c, t in columns.items()}
         write_json_atomic(doc_path, doc)

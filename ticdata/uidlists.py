@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ticdata.benchmarks import check_bucket_name
 from ticdata.errors import UserError
 from ticdata.storage import write_bytes_atomic
 
@@ -63,3 +64,15 @@ def read_uid_array(path: Path) -> np.ndarray:
 
 def read_uid_file(path: Path) -> list[str]:
     return array_to_uids(read_uid_array(path))
+
+
+def parse_uid_specs(specs: list[str]) -> list[tuple[str, Path]]:
+    """BUCKET=FILE.npy, or FILE.npy whose stem names the bucket."""
+    pairs = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        pairs.append((name, Path(path)) if sep else (Path(spec).stem, Path(spec)))
+    names = [check_bucket_name(n, f"uid file {p}") for n, p in pairs]
+    if len(set(names)) != len(names):
+        raise UserError(f"uid files: bucket names repeat ({names}); name them with BUCKET=FILE.npy")
+    return pairs

@@ -1,0 +1,1 @@
+"""Shipped benchmark definitions (TOML), installed as the package `ticdata.definitions`."""

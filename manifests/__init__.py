@@ -1,1 +1,0 @@
-"""Shipped benchmark definitions (TOML), installed as the package data `ticdata.manifests`."""
