@@ -36,6 +36,7 @@ class Task:
     fn: Callable[..., dict]  # a module-level function returning JSON-able stats
     args: tuple
     describe: str  # the input it works on, for error messages
+    outputs: tuple = ()  # paths the task writes; a marker whose outputs are gone is dropped (ticdata.job)
 
 
 def _name_input(task: "Task", err: UserError) -> UserError:
