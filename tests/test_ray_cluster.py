@@ -15,6 +15,7 @@ import pytest
 
 from conftest import tree_digest
 from ray_cluster import two_node_cluster
+from ticdata.layout import done_mark
 from ticdata.synth.pool import make_pool
 
 TIC = str(Path(sys.executable).with_name("tic"))
@@ -34,7 +35,7 @@ def test_two_node_cluster_matches_local_run(tmp_path):
         assert {n["ip"] for n in nodes} == {"127.0.0.2", "127.0.0.3"}
         out = tmp_path / "cluster"
         res = subprocess.run(
-            [TIC, "curate", str(pool), "--out", str(out), "--ray-address", address, "--keep-work", *flags],
+            [TIC, "curate", str(pool), "--out", str(out), "--ray-address", address, *flags],
             capture_output=True, text=True, timeout=600,
             env={k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | {"RAY_AUTH_TOKEN": token},
         )
@@ -42,8 +43,8 @@ def test_two_node_cluster_matches_local_run(tmp_path):
         downloaded = _download_on(address, token, tmp_path)
     assert tree_digest(out) == tree_digest(tmp_path / "local")
     # Both nodes did work: every completion marker names the node that ran the task.
-    ran_on = {json.loads(p.read_text())["_node"] for p in (out / ".tic" / "completions").glob("*.json")}
-    assert ran_on == {n["id"] for n in nodes}
+    ran_on = json.loads(done_mark(out, "curate").read_text())["tasks_by_node"]
+    assert set(ran_on) == {n["id"] for n in nodes}, (ran_on, nodes)
     # Download: shards ran on both nodes, every row has a status, failures are the failure URLs.
     import polars as pl
 
@@ -52,8 +53,8 @@ def test_two_node_cluster_matches_local_run(tmp_path):
     man = scan_manifest(downloaded).collect()
     assert man["status"].null_count() == 0
     assert set(man.filter(~pl.col("url").str.contains("/fail/"))["status"]) == {"success"}
-    markers = list((downloaded / ".tic" / "download").glob("round-*/completions/*.json"))
-    assert len(markers) >= 4 and {json.loads(p.read_text())["_node"] for p in markers} == {n["id"] for n in nodes}
+    ran_on = json.loads(done_mark(downloaded, "download").read_text())["tasks_by_node"]
+    assert sum(ran_on.values()) >= 4 and set(ran_on) == {n["id"] for n in nodes}
 
 
 def _download_on(address: str, token: str, tmp_path: Path) -> Path:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tree_digest
+from ticdata.layout import state_dir
 from ticdata.curate import CurateConfig, curate
 from ticdata.executor import InlineExecutor, RayExecutor
 from ticdata.synth.pool import make_pool
@@ -39,6 +40,7 @@ def reference(pool, tmp_path_factory) -> dict[str, str]:
     return digest
 
 
+@pytest.mark.slow
 def test_rerun_and_executors_give_identical_bytes(pool, reference, tmp_path, ray_local):
     config = CurateConfig(inputs=(str(pool),), out=tmp_path / "ray", chunk_rows=4000, partition_rows=6000, progress=False)
     with RayExecutor() as ex:
@@ -49,11 +51,11 @@ def test_rerun_and_executors_give_identical_bytes(pool, reference, tmp_path, ray
     with RayExecutor() as ex:
         curate(config, ex)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("*") if p.is_file()} == mtimes
-    assert not (tmp_path / "ray" / ".tic" / "work").exists()
+    assert not state_dir(tmp_path / "ray", "curate").exists()
 
 
 def _markers(out: Path) -> list[str]:
-    d = out / ".tic" / "completions"
+    d = state_dir(out, "curate") / "completions"
     return sorted(p.name for p in d.glob("*.json")) if d.exists() else []
 
 
@@ -92,22 +94,62 @@ def test_killed_ray_run_resumes_to_identical_bytes(pool, reference, tmp_path, ki
     assert tree_digest(out) == reference
 
 
+def _finished_tasks(out: Path) -> int:
+    """Completion markers in OUT/.tic/completions or OUT/.tic/curate/completions (read while the run writes)."""
+    n = 0
+    for d in (out / ".tic" / "completions", out / ".tic" / "curate" / "completions"):
+        try:
+            n += sum(name.endswith(".json") and not name.startswith(".") for name in os.listdir(d))
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def _left_partial_state(out: Path) -> bool:
+    """OUT/.tic holds an unfinished run: no done mark (OUT/.tic/curate.done.json, written last) where the
+    state lives in OUT/.tic/curate/, else (state straight in OUT/.tic/) no manifest.json yet."""
+    tic = out / ".tic"
+    if not tic.is_dir():
+        return False
+    done = tic / "curate.done.json"
+    if done.exists() or (tic / "curate").is_dir():
+        return not done.exists()
+    return not (out / "manifest.json").exists()
+
+
+@pytest.mark.slow
 def test_inline_run_killed_at_random_points_resumes_to_identical_bytes(pool, reference, tmp_path):
-    """Kill the single-process run several times at random moments, then let it finish."""
+    """Kill the single-process run four times at random moments, each while it runs (a random share of
+    the way into the task after a random number of finished ones, out of 26), then let it finish."""
     out = tmp_path / "out"
     args = ["curate", str(pool), "--out", str(out), "--executor", "inline", *CURATE_FLAGS]
     rnd = random.Random(11)
-    for _ in range(4):
-        proc = subprocess.Popen([TIC, *args], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rnd.uniform(1.0, 4.0))
+    partial = []
+    for target in sorted(rnd.sample(range(1, 21), 4)):
+        delay = rnd.uniform(0.0, 0.15)
+        proc = subprocess.Popen([TIC, *args], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        reached, deadline = None, time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if reached is None and _finished_tasks(out) >= target:
+                reached = time.monotonic()
+            if reached is not None and time.monotonic() - reached >= delay:
+                break
+            time.sleep(0.01)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        assert proc.returncode == -signal.SIGKILL, (
+            f"the kill after {target} tasks (+{delay:.2f} s) found the run already ended (exit {proc.returncode}): "
+            + proc.stderr.read().decode()[-2000:]
+        )
+        partial.append(_left_partial_state(out))
+    assert any(partial), f"no kill left an unfinished run behind in {out / '.tic'}: {partial}"
     res = subprocess.run([TIC, *args], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert tree_digest(out) == reference
     assert not list(out.rglob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_lost_intermediate_files_are_recomputed(pool, reference, tmp_path):
     """Killed mid-dedupe, then the scratch --work-dir is wiped: the rerun redoes what it lost."""
     out, scratch = tmp_path / "out", tmp_path / "scratch"

@@ -6,8 +6,8 @@ or one WARC/WAT/YFCC/RedCaps file), recover each row's timestamp, count drops, a
 rows into N hash partitions of uid. Reduce tasks own one partition each: they keep the earliest
 row per uid and write it to the year files. Memory per task is bounded by the chunk and partition
 sizes, never by the pool.
-Everything is checkpointed under <out>/.tic/ (plan, completion markers, task outputs) and deleted
-once manifest.json, the mark of a finished curation, is written.
+The job (`ticdata.job`) keeps its state under <out>/.tic/curate/ (plan, completion markers, task
+outputs); it is deleted once manifest.json and the done mark are written.
 """
 
 from __future__ import annotations
@@ -28,22 +28,18 @@ from ticdata.benchmarks import Benchmark, load_benchmark
 from ticdata.columns import ColumnMap
 from ticdata.curate_tasks import MapSpec, ReduceSpec, map_chunk, map_key, reduce_key, reduce_partition
 from ticdata.errors import UserError
-from ticdata.executor import Task, run_stage
+from ticdata.executor import Task
+from ticdata.job import DONE, Job
+from ticdata.layout import CuratedFolder
 from ticdata.ledger import Ledger
-from ticdata.manifest import (
-    MANIFEST_DIR,
-    MANIFEST_JSON,
-    SCHEMA_VERSION,
-    bucket_table,
-    manifest_schema,
-)
+from ticdata.manifest import SCHEMA_VERSION, bucket_table, manifest_schema
 from ticdata.recover import REASONS
 from ticdata.snapshots import SnapshotTable
 from ticdata.sources import InputFile, inspect_inputs, reader
-from ticdata.storage import read_json, remove_tmp_leftovers, write_json_atomic
+from ticdata.storage import publish, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
-STATE_DIR = ".tic"
+SHUFFLE_COMPRESSIONS = ("auto", "uncompressed", "lz4", "zstd")
 
 
 @dataclass(frozen=True)
@@ -61,8 +57,16 @@ class CurateConfig:
     shuffle_compression: str = "auto"  # map outputs: auto, uncompressed (fastest), lz4 or zstd (less disk)
     overwrite: bool = False
     keep_work: bool = False
-    work_dir: Path | None = None  # intermediate files; None: OUT/.tic/work (a cluster needs shared storage)
+    work_dir: Path | None = None  # intermediate files; None: OUT/.tic/curate/work (a cluster needs shared storage)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise UserError("no inputs; pass pool files or folders (Parquet, WARC/WAT, YFCC, RedCaps)")
+        if self.shuffle_compression not in SHUFFLE_COMPRESSIONS:
+            raise UserError(f"--shuffle-compression {self.shuffle_compression!r}: choose {', '.join(SHUFFLE_COMPRESSIONS)}")
+        if self.chunk_rows < 1 or self.partition_rows < 1 or (self.partitions is not None and self.partitions < 1):
+            raise UserError("--chunk-rows, --partition-rows and --partitions must be positive")
 
 
 @dataclass
@@ -97,10 +101,6 @@ def make_plan(config: CurateConfig) -> Plan:
     """Validate everything and decide the tasks; writes nothing."""
     snapshots = SnapshotTable.load(config.collinfo)
     bench = load_benchmark(config.benchmark).with_granularity(config.granularity)
-    if config.shuffle_compression not in ("auto", "uncompressed", "lz4", "zstd"):
-        raise UserError(f"--shuffle-compression {config.shuffle_compression!r}: choose auto, uncompressed, lz4 or zstd")
-    if config.chunk_rows < 1 or config.partition_rows < 1 or (config.partitions is not None and config.partitions < 1):
-        raise UserError("--chunk-rows, --partition-rows and --partitions must be positive")
     files = inspect_inputs(list(config.inputs), config.columns, config.input_format)
     other = [f for f in files if f.kind != "parquet"]
     if config.columns.renames and other:
@@ -112,38 +112,17 @@ def make_plan(config: CurateConfig) -> Plan:
     return Plan(files, chunks, partitions, schema, bench, snapshots)
 
 
-def _prepare_out(out: Path, fingerprint: dict, overwrite: bool) -> bool:
-    """Create or reuse the state folder; True when a finished curation of this plan is there.
-
-    A folder holding a curation of other inputs or parameters is refused, or with `overwrite`
-    cleared; a finished or interrupted curation of the same plan is reused either way."""
-    state = out / STATE_DIR
-    plan_path = state / "plan.json"
-    exists = (out / MANIFEST_DIR).exists() or (out / MANIFEST_JSON).exists() or state.exists()
-    same_plan = plan_path.exists() and read_json(plan_path) == fingerprint
-    if exists and same_plan and (out / MANIFEST_JSON).exists():
-        return True
-    if exists and not same_plan:
-        if not overwrite:
-            raise UserError(
-                f"{out}: holds a curation of other inputs or parameters; pass --overwrite to replace it, or choose another --out"
-            )
-        for p in (out / MANIFEST_DIR, state):
-            shutil.rmtree(p, ignore_errors=True)
-        (out / MANIFEST_JSON).unlink(missing_ok=True)
-    state.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(plan_path, fingerprint)
-    remove_tmp_leftovers(state)
-    return False
+def make_job(config: CurateConfig, plan: Plan) -> Job:
+    """The curation as a job on config.out (its outputs: manifest/ and manifest.json)."""
+    folder = CuratedFolder(Path(config.out).resolve())
+    return Job(folder.root, "curate", plan.fingerprint(config), outputs=(folder.manifest_dir, folder.manifest_json),
+               overwrite=config.overwrite, progress=config.progress, describe="a curation")
 
 
 def finished(config: CurateConfig, plan: Plan) -> dict | None:
     """The manifest.json of a finished curation of exactly this plan at config.out, else None."""
-    out = Path(config.out).resolve()
-    plan_path = out / STATE_DIR / "plan.json"
-    if (out / MANIFEST_JSON).exists() and plan_path.exists() and read_json(plan_path) == plan.fingerprint(config):
-        return read_json(out / MANIFEST_JSON)
-    return None
+    job = make_job(config, plan)
+    return read_json(CuratedFolder(job.out).manifest_json) if job.assess() == DONE else None
 
 
 def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
@@ -153,34 +132,43 @@ def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
     before starting Ray, so bad input fails fast)."""
     started = time.monotonic()
     plan = plan or make_plan(config)
-    out = Path(config.out).resolve()
-    fingerprint = plan.fingerprint(config)
-    if _prepare_out(out, fingerprint, config.overwrite):
-        log.info("%s: already curated from these inputs; nothing to do", out)
-        return read_json(out / MANIFEST_JSON)
-    state = out / STATE_DIR
-    completions = state / "completions"
-    work = _work_dir(config, out)
+    job = make_job(config, plan).open()
+    folder = CuratedFolder(job.out)
+    if job.done:
+        log.info("%s: already curated from these inputs; nothing to do", job.out)
+        return read_json(folder.manifest_json)
+    work = _work_dir(config, job)
     compression = shuffle_compression(config.shuffle_compression, sum(f.estimated_rows() for f in plan.inputs))
     map_tasks = [
-        Task(map_key(i), map_chunk, (MapSpec(i, f, spec, plan.partitions, str(work), plan.snapshots, config.columns, compression),), f.path)
+        Task(map_key(i), map_chunk, (MapSpec(i, f, spec, plan.partitions, str(work), plan.snapshots, config.columns, compression),),
+             f.path, outputs=(work / "map" / map_key(i),))
         for i, (f, spec) in enumerate(plan.chunks)
     ]
     map_keys = tuple(t.key for t in map_tasks)
     schema = tuple(plan.schema.items())
     reduce_tasks = [
-        Task(reduce_key(p), reduce_partition, (ReduceSpec(p, map_keys, str(work), schema),), f"partition {p}")
+        Task(reduce_key(p), reduce_partition, (ReduceSpec(p, map_keys, str(work), schema),), f"partition {p}",
+             outputs=(work / "reduce" / reduce_key(p),))
         for p in range(plan.partitions)
     ]
-    _forget_lost_outputs(completions, work, out, map_keys, [t.key for t in reduce_tasks])
-    map_stats = run_stage(executor, "read", map_tasks, completions, config.progress)
-    reduce_stats = run_stage(executor, "dedupe", reduce_tasks, completions, config.progress)
-    doc = _finalize(out, work, plan, config, [map_stats[t.key] for t in map_tasks], [reduce_stats[t.key] for t in reduce_tasks])
-    if not config.keep_work:
+    # Map outputs are needed only while a partition is still to reduce: then lost ones are made
+    # again; once every partition is reduced the map stats are read from their markers.
+    job.forget_lost(reduce_tasks)
+    if _all_marked(job, reduce_tasks) and _all_marked(job, map_tasks):
+        map_stats = {t.key: read_json(job.completions / f"{t.key}.json") for t in map_tasks}
+    else:
+        map_stats = job.stage(executor, "read", map_tasks)
+    reduce_stats = job.stage(executor, "dedupe", reduce_tasks)
+    doc = _finalize(folder, work, plan, config, [map_stats[t.key] for t in map_tasks], [reduce_stats[t.key] for t in reduce_tasks])
+    if not config.keep_work and config.work_dir is not None:
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(completions, ignore_errors=True)
+    job.finish(keep_state=config.keep_work)
     log.info("curated %d rows into %d in %.1fs", doc["ledger"]["rows_in"], doc["ledger"]["kept"], time.monotonic() - started)
     return doc
+
+
+def _all_marked(job: Job, tasks: list[Task]) -> bool:
+    return all((job.completions / f"{t.key}.json").exists() for t in tasks)
 
 
 SHUFFLE_BYTES_PER_ROW = 300  # uncompressed intermediate size of a DataComp-layout row, measured
@@ -196,35 +184,14 @@ def shuffle_compression(choice: str, rows: int) -> str:
     return "uncompressed" if rows * SHUFFLE_BYTES_PER_ROW < psutil.virtual_memory().total / 4 else "lz4"
 
 
-def _work_dir(config: CurateConfig, out: Path) -> Path:
+def _work_dir(config: CurateConfig, job: Job) -> Path:
     if config.work_dir is None:
-        return out / STATE_DIR / "work"
-    tag = hashlib.sha1(str(out).encode()).hexdigest()[:12]  # one subfolder per output folder
+        return job.path("work")
+    tag = hashlib.sha1(str(job.out).encode()).hexdigest()[:12]  # one subfolder per output folder
     return Path(config.work_dir).resolve() / f"tic-curate-{tag}"
 
 
-def _forget_lost_outputs(completions: Path, work: Path, out: Path, map_keys: tuple[str, ...], reduce_keys: list[str]) -> None:
-    """Drop completion markers whose outputs are gone (a cleared --work-dir, a wiped scratch disk),
-    so those tasks run again instead of the next stage reading missing files."""
-    lost_reduce = False
-    for key in reduce_keys:
-        marker = completions / f"{key}.json"
-        if not marker.exists():
-            lost_reduce = True
-            continue
-        files = read_json(marker)["files"]
-        if not (work / "reduce" / key).is_dir() and not all((out / MANIFEST_DIR / f).exists() for f in files):
-            marker.unlink()
-            lost_reduce = True
-    if not lost_reduce:
-        return
-    for key in map_keys:
-        marker = completions / f"{key}.json"
-        if marker.exists() and not (work / "map" / key).is_dir():
-            marker.unlink()
-
-
-def _finalize(out: Path, work: Path, plan: Plan, config: CurateConfig, maps: list[dict], reduces: list[dict]) -> dict:
+def _finalize(folder: CuratedFolder, work: Path, plan: Plan, config: CurateConfig, maps: list[dict], reduces: list[dict]) -> dict:
     ledger = Ledger()
     reasons = list(REASONS) + sorted({r for m in maps for r in m["dropped"]} - set(REASONS))
     dropped = {r: sum(m["dropped"].get(r, 0) for m in maps) for r in reasons}
@@ -238,13 +205,12 @@ def _finalize(out: Path, work: Path, plan: Plan, config: CurateConfig, maps: lis
     for p, r in enumerate(reduces):
         for rel in r["files"]:
             src = work / "reduce" / reduce_key(p) / rel
-            dst = out / MANIFEST_DIR / rel
+            dst = folder.manifest_dir / rel
             if src.exists():
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
+                publish(src, dst)
             elif not dst.exists():
                 raise RuntimeError(f"reduce output {rel} of partition {p} is missing; rerun with --overwrite")
-    (out / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
+    folder.manifest_dir.mkdir(parents=True, exist_ok=True)
     counts = [tuple(c) for r in reduces for c in r["counts"]]
     merged: dict[tuple, int] = {}
     for y, m, s, n in counts:
@@ -279,5 +245,5 @@ def _finalize(out: Path, work: Path, plan: Plan, config: CurateConfig, maps: lis
         "outside_buckets": outside,
         "ledger": ledger.to_json(),
     }
-    write_json_atomic(out / MANIFEST_JSON, doc)
+    write_json_atomic(folder.manifest_json, doc)
     return doc
