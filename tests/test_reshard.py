@@ -28,7 +28,9 @@ from conftest import REPO, tree_digest
 from ticdata.errors import UserError
 from ticdata.executor import InlineExecutor, RayExecutor
 from ticdata import reshard as rs
-from ticdata.reshard import braceexpand, plan_reshard, reshard
+from ticdata.reshard import plan_reshard, reshard
+from ticdata.wds import braceexpand
+from ticdata.layout import state_dir
 from ticdata.tars import TarError, iter_members, member_header
 from ticdata.uidlists import write_uid_file
 
@@ -228,7 +230,7 @@ def test_uid_files_give_exactly_each_buckets_samples(pool, tmp_path):
     assert all(b["missing"] >= 3 for b in doc["buckets"].values())
     assert doc["members_skipped"] == 1  # the folder member of the GNU tar
     assert doc["inputs"]["files"] == 5  # side files skipped
-    assert not (tmp_path / "out" / rs.STATE_DIR).exists()
+    assert not state_dir(tmp_path / "out", "reshard").exists()
     table = rs.format_reshard_table(doc)
     assert "ledger: read 150 = selected" in table and "malformed no_json" in table and "00000001.tar: 000100010" in table
 
@@ -376,7 +378,7 @@ with (RayExecutor(num_cpus=2) if kind == "ray" else InlineExecutor()) as ex:
 
 
 def _markers(out: Path) -> list[str]:
-    d = out / rs.STATE_DIR / "completions"
+    d = state_dir(out, "reshard") / "completions"
     return sorted(p.name for p in d.glob("*.json")) if d.exists() else []
 
 
@@ -416,7 +418,7 @@ def test_killed_run_resumes_to_identical_bytes(pool, tmp_path, kind, kill_point,
     n = sum(k.startswith(stage + "-") for k in done)
     assert f"{stage}: {n} of " in caplog.text  # the rerun reused the finished tasks
     assert tree_digest(out, OUT_PARTS) == ref
-    assert not list(out.rglob(".tmp-*")) and not (out / rs.STATE_DIR).exists()
+    assert not list(out.rglob(".tmp-*")) and not state_dir(out, "reshard").exists()
 
 
 # -------------------------------------------------------------------------------- bad input

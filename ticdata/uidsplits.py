@@ -16,43 +16,30 @@ import polars as pl
 from ticdata import __version__
 from ticdata.errors import UserError
 from ticdata.ledger import Ledger
-from ticdata.manifest import MANIFEST_DIR, MANIFEST_JSON, SCHEMA_VERSION, load_manifest_json, scan_manifest
+from ticdata.manifest import SCHEMA_VERSION, load_manifest_json, scan_manifest
 from ticdata.storage import atomic_dir, write_json_atomic
-from ticdata.uidlists import read_uid_file, write_uid_file
+from ticdata.benchmarks import benchmark_from_manifest, bucket_names
+from ticdata.layout import CuratedFolder, bucket_dir
+from ticdata.uidlists import parse_uid_specs, read_uid_file, write_uid_file
 
 log = logging.getLogger(__name__)
-
-
-def _bucket_filter(bucket: dict) -> pl.Expr:
-    expr = pl.col("year").is_in(bucket["years"])
-    if "months" in bucket:
-        expr = expr & pl.col("month").is_in(bucket["months"])
-    return expr
 
 
 def export_uids(manifest_dir: Path, out: Path, split: str | None = "train") -> dict[str, int]:
     """Write <out>/<bucket>.npy for every bucket; returns uids written per bucket."""
     doc = load_manifest_json(manifest_dir)
+    where = CuratedFolder(Path(manifest_dir)).manifest_json
+    names = bucket_names(doc, where)
+    bench = benchmark_from_manifest(doc, where)
     lf = scan_manifest(manifest_dir)
     if split:
         lf = lf.filter(pl.col("split") == split)
+    lf = lf.with_columns(_bucket=bench.bucket_expr())
     written = {}
-    for name, bucket in doc["buckets"].items():
-        uids = lf.filter(_bucket_filter(bucket)).select("uid").collect()["uid"].to_list()
-        written[name] = write_uid_file(Path(out) / f"{name}.npy", uids)
+    for name in names:
+        uids = lf.filter(pl.col("_bucket") == name).select("uid").collect()["uid"].to_list()
+        written[name] = write_uid_file(bucket_dir(Path(out), name).with_suffix(".npy"), uids)
     return written
-
-
-def parse_uid_specs(specs: list[str]) -> list[tuple[str, Path]]:
-    """BUCKET=FILE.npy, or FILE.npy whose stem names the bucket."""
-    pairs = []
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        pairs.append((name, Path(path)) if sep else (Path(spec).stem, Path(spec)))
-    names = [n for n, _ in pairs]
-    if len(set(names)) != len(names):
-        raise UserError(f"uid files: bucket names repeat ({names}); name them with BUCKET=FILE.npy")
-    return pairs
 
 
 def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool = False) -> dict:
@@ -64,18 +51,17 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
     dup = table.filter(pl.col("uid").is_duplicated())
     if dup.height:
         raise UserError(f"uid {dup['uid'][0]} is in more than one uid file ({', '.join(dup['bucket'].unique().sort())}); a uid belongs to one bucket")
-    out = Path(out).resolve()
-    if (out / MANIFEST_DIR).exists() or (out / MANIFEST_JSON).exists():
+    dest = CuratedFolder(Path(out).resolve())
+    if dest.manifest_dir.exists() or dest.manifest_json.exists():
         if not overwrite:
-            raise UserError(f"{out}: already holds a manifest; pass --overwrite or choose another --out")
-        shutil.rmtree(out / MANIFEST_DIR, ignore_errors=True)
-        (out / MANIFEST_JSON).unlink(missing_ok=True)
+            raise UserError(f"{dest.root}: already holds a manifest; pass --overwrite or choose another --out")
+        shutil.rmtree(dest.manifest_dir, ignore_errors=True)
+        dest.manifest_json.unlink(missing_ok=True)
     scan_manifest(manifest_dir)  # validates the source folder
-    src_root = Path(manifest_dir) / MANIFEST_DIR
     matched_per_bucket = {name: 0 for name, _ in pairs}
     rows_in = kept = 0
-    with atomic_dir(out / MANIFEST_DIR) as tmp:
-        for part in sorted(src_root.glob("year=*/*.parquet")):
+    with atomic_dir(dest.manifest_dir) as tmp:
+        for part in CuratedFolder(Path(manifest_dir)).manifest_files():
             df = pl.read_parquet(part)
             rows_in += df.height
             sel = df.join(table, on="uid", how="inner").sort("uid")
@@ -83,9 +69,9 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
             for name, n in sel.group_by("bucket").len().iter_rows():
                 matched_per_bucket[name] += n
             if sel.height:
-                dest = tmp / part.parent.name / part.name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                sel.write_parquet(dest, compression="zstd", statistics=True)
+                target = tmp / part.parent.name / part.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                sel.write_parquet(target, compression="zstd", statistics=True)
     ledger = Ledger()
     ledger.add_stage("select", rows_in, kept, dropped={"not_in_uid_lists": rows_in - kept})
     ledger.close()
@@ -108,5 +94,5 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
         "outside_buckets": {"rows": 0, "years": {}},
         "ledger": ledger.to_json(),
     }
-    write_json_atomic(out / MANIFEST_JSON, doc)
+    write_json_atomic(dest.manifest_json, doc)
     return doc
