@@ -8,10 +8,12 @@ caps, Last-Modified kept). tic owns what img2dataset leaves out: a status for ev
 back into the manifest, rounds that retry only failed rows, completion markers so a killed run
 skips finished shards, and shards spread over a Ray cluster with their statuses collected.
 
-Layout: DIR/shards/<bucket>/NNNNNNNN.tar (+ sizes.json), DIR/.tic/download/round-NNNN/ (the
-round's plan, completion markers, per-shard status tables). One `tic download` is one round: it
-finishes an interrupted round, or else fetches every row that has no status yet or is not a
-success (failures and refusals alike: a refusal may depend on flags the user has since changed).
+Layout: DIR/shards/<bucket>/NNNNNNNN.tar (+ sizes.json). One `tic download` is one round, run as
+a job (`ticdata.job`) whose state DIR/.tic/download/ holds the round's plan (plan.parquet: row ->
+bucket, shard), completion markers and per-shard status tables: it finishes an interrupted round
+(with the parameters it was started with), or else fetches every row that has no status yet or is
+not a success (failures and refusals alike: a refusal may depend on flags the user has since
+changed). The round's statuses are merged into the manifest, then the state is removed.
 """
 
 from __future__ import annotations
@@ -20,22 +22,23 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from ticdata.benchmarks import benchmark_from_manifest, bucket_names
 from ticdata.errors import UserError
-from ticdata.executor import Task, run_stage
+from ticdata.executor import Task
 from ticdata.fetch import REFUSED, FetchPolicy
+from ticdata.job import Job, unfinished_plan
+from ticdata.layout import SHARD_DIGITS, CuratedFolder, shard_name
 from ticdata.manifest import load_manifest_json, scan_manifest, update_manifest
-from ticdata.storage import atomic_dir, read_json, remove_tmp_leftovers, write_json_atomic
+from ticdata.storage import atomic_dir, publish, read_json, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which would call PyPI
-SHARD_DIGITS = 8
 STATUS_COLUMNS = {
     "status": pl.String,  # success | failed_to_download | failed_to_resize | refused
     "error_message": pl.String,
@@ -47,7 +50,7 @@ STATUS_COLUMNS = {
     "exif_datetime_original": pl.String,
     "last_modified": pl.String,
 }
-BUCKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,15 @@ class DownloadConfig:
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("image_size", "samples_per_shard", "threads", "encode_quality"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
+        if self.timeout <= 0 or self.retries < 0:
+            raise UserError("--timeout must be positive and --retries at least 0")
+        if self.resize_mode not in RESIZE_MODES:
+            raise UserError(f"--resize-mode {self.resize_mode!r}: choose one of {', '.join(RESIZE_MODES)}")
+
     def downloader_params(self) -> dict:
         keep = ("image_size", "resize_mode", "resize_only_if_bigger", "encode_quality", "threads", "timeout", "retries",
                 "user_agent_token", "disallowed_header_directives", "samples_per_shard")
@@ -77,13 +89,13 @@ class DownloadConfig:
 class ShardSpec:
     bucket: str
     shard: int
-    round_dir: str
-    shards_dir: str
+    round_dir: str  # the job's state folder
+    shards_dir: str  # DIR/shards/<bucket>
     params: dict
 
 
-def shard_name(shard: int) -> str:
-    return f"{shard:0{SHARD_DIGITS}d}.tar"
+def status_path(round_dir: str | Path, bucket: str, shard: int) -> Path:
+    return Path(round_dir) / "status" / bucket / f"{shard:0{SHARD_DIGITS}d}.parquet"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,7 +197,7 @@ def download_shard(spec: ShardSpec) -> dict:
     )
     started = time.perf_counter()
     name = shard_name(spec.shard)
-    status_path = round_dir / "status" / spec.bucket / f"{spec.shard:0{SHARD_DIGITS}d}.parquet"
+    status_file = status_path(round_dir, spec.bucket, spec.shard)
     with atomic_dir(round_dir / "tasks" / f"{spec.bucket}-{spec.shard}") as tmp:
         rows_file = tmp / "rows.arrow"
         rows.write_ipc(rows_file, compat_level=pl.CompatLevel.oldest())
@@ -207,12 +219,11 @@ def download_shard(spec: ShardSpec) -> dict:
         table = _status_table(raw, spec.bucket)
         if table.height != rows.height or set(table["uid"]) != set(rows["uid"]):
             raise RuntimeError(f"shard {spec.bucket}/{name}: img2dataset reported {table.height} of {rows.height} rows")
-        status_path.parent.mkdir(parents=True, exist_ok=True)
+        status_file.parent.mkdir(parents=True, exist_ok=True)
         table.write_parquet(tmp / "status.parquet")
         if (table["status"] == "success").any():  # a tar without samples would break open_clip's sizes.json lookup
-            Path(spec.shards_dir).mkdir(parents=True, exist_ok=True)
-            os.replace(tmp / name, Path(spec.shards_dir) / name)
-        os.replace(tmp / "status.parquet", status_path)
+            publish(tmp / name, Path(spec.shards_dir) / name)
+        publish(tmp / "status.parquet", status_file)
     counts = dict(table.group_by("status").len().iter_rows())
     return {"bucket": spec.bucket, "shard": spec.shard, "rows": rows.height, "counts": counts,
             "seconds": time.perf_counter() - started}  # fmt: skip
@@ -222,65 +233,63 @@ def download_shard(spec: ShardSpec) -> dict:
 # Rounds: plan, run, merge.
 
 
-def _state(dir: Path) -> Path:
-    return dir / ".tic" / "download"
-
-
 def _bucket_rows(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> pl.DataFrame:
     """(bucket, uid, url, text, ts, year, status) for every manifest row inside a bucket."""
-    buckets = doc["buckets"]
-    names = list(wanted) if wanted else list(buckets)
+    where = CuratedFolder(dir).manifest_json
+    known = bucket_names(doc, where)
+    names = list(wanted) if wanted else known
     for name in names:
-        if name not in buckets:
-            raise UserError(f"--buckets: {name!r} is not a bucket of {dir} ({', '.join(buckets)})")
-        if not BUCKET_NAME.match(name):
-            raise UserError(f"{dir}: bucket name {name!r} cannot be a folder name; rename the step in the benchmark definition")
+        if name not in known:
+            raise UserError(f"--buckets: {name!r} is not a bucket of {dir} ({', '.join(known)})")
+    bench = benchmark_from_manifest(doc, where)
     lf = scan_manifest(dir)
     cols = lf.collect_schema().names()
     status = pl.col("status") if "status" in cols else pl.lit(None, dtype=pl.String)
-    bucket = pl.lit(None, dtype=pl.String)
-    for name in reversed(names):
-        b = buckets[name]
-        cond = pl.col("year").is_in(b["years"])
-        if "months" in b:
-            cond = cond & pl.col("month").is_in(b["months"])
-        bucket = pl.when(cond).then(pl.lit(name)).otherwise(bucket)
+    bucket = bench.bucket_expr()
     return (
         lf.select(bucket.alias("bucket"), "uid", "url", "text", "ts", "year", status.alias("status"))
-        .filter(pl.col("bucket").is_not_null())
+        .filter(pl.col("bucket").is_in(names))
         .collect()
     )
 
 
-def _existing_max_shard(shards: Path, bucket: str) -> int:
-    tars = [int(p.stem) for p in (shards / bucket).glob("*.tar") if p.stem.isdigit()]
+def _existing_max_shard(folder: CuratedFolder, bucket: str) -> int:
+    tars = [int(p.stem) for p in folder.shards.bucket(bucket).glob("*.tar") if p.stem.isdigit()]
     return max(tars, default=-1)
 
 
-def _plan_round(config: DownloadConfig, doc: dict, state: Path) -> Path | None:
-    """Write the next round's plan (pending rows -> bucket/shard); None when nothing is pending."""
+def _pending_plan(config: DownloadConfig, doc: dict) -> pl.DataFrame:
+    """The next round's rows (not yet a success) with their bucket and shard number."""
+    folder = CuratedFolder(config.dir)
     rows = _bucket_rows(config.dir, doc, config.buckets)
     pending = rows.filter(pl.col("status").is_null() | (pl.col("status") != "success")).sort(["bucket", "uid"])
-    if pending.height == 0:
-        return None
-    rounds = sorted(state.glob("round-*"))
-    number = int(rounds[-1].name.split("-")[1]) + 1 if rounds else 1
-    shards = config.dir / "shards"
     parts = []
     for (name,), group in pending.group_by(["bucket"], maintain_order=True):
-        first = _existing_max_shard(shards, name) + 1
+        first = _existing_max_shard(folder, name) + 1
         parts.append(group.with_columns(shard=(pl.int_range(pl.len()) // config.samples_per_shard + first).cast(pl.Int64)))
-    plan = pl.concat(parts).drop("status")
-    round_dir = state / f"round-{number:04d}"
-    with atomic_dir(round_dir) as tmp:
-        plan.write_parquet(tmp / "plan.parquet")
-        write_json_atomic(tmp / "round.json", {"round": number, "rows": plan.height, "params": config.downloader_params()})
-    return round_dir
+    return pl.concat(parts).drop("status") if parts else pending.drop("status").with_columns(shard=pl.lit(0, pl.Int64))
 
 
-def _merge(config: DownloadConfig, round_dir: Path, doc: dict) -> dict:
-    """Fold the round's statuses into the manifest, write sizes.json, record the round."""
-    files = sorted((round_dir / "status").glob("*/*.parquet"))
+def _round_job(config: DownloadConfig, doc: dict) -> tuple[Job, pl.DataFrame | None] | None:
+    """The job of an unfinished round (resumed with the parameters it started with), or of a new
+    round over the pending rows; None when every row of the buckets is a success."""
+    fingerprint = unfinished_plan(config.dir, "download")
+    plan = None
+    if fingerprint is None:
+        plan = _pending_plan(config, doc)
+        if plan.height == 0:
+            return None
+        rounds = int(doc.get("download", {}).get("rounds", 0))
+        fingerprint = {"round": rounds + 1, "rows": plan.height, "params": config.downloader_params(),
+                       "buckets": sorted(plan["bucket"].unique().to_list())}
+    job = Job(config.dir, "download", fingerprint, progress=config.progress, repeatable=True).open()
+    return job, plan
+
+
+def _merge(config: DownloadConfig, job: Job, doc: dict) -> dict:
+    """Fold the round's statuses into the manifest, write sizes.json, return the summary."""
+    folder = CuratedFolder(config.dir)
+    files = sorted(job.path("status").glob("*/*.parquet"))
     status = pl.concat([pl.read_parquet(f) for f in files]).sort("uid") if files else pl.DataFrame(schema={"uid": pl.String, **STATUS_COLUMNS})
     update_manifest(config.dir, status, STATUS_COLUMNS)
     _mark_skipped(config.dir, doc, config.buckets)
@@ -291,12 +300,10 @@ def _merge(config: DownloadConfig, round_dir: Path, doc: dict) -> dict:
     for (name,), group in rows.group_by(["bucket"], maintain_order=True):
         sizes = group.filter(pl.col("status") == "success").group_by("shard").len().sort("shard")
         sizes_doc = {s.split("/", 1)[1]: int(n) for s, n in sizes.iter_rows()}
-        bucket_dir = config.dir / "shards" / name
-        if sizes_doc or bucket_dir.exists():
-            write_json_atomic(bucket_dir / "sizes.json", sizes_doc)
+        if sizes_doc or folder.shards.bucket(name).exists():
+            write_json_atomic(folder.shards.sizes_json(name), sizes_doc)
         counts = {str(k): int(v) for k, v in group.group_by(pl.col("status").fill_null("pending")).len().sort("status").iter_rows()}
         summary[name] = {"rows": group.height, "statuses": counts, "shards": len(sizes_doc), "samples": sum(sizes_doc.values())}
-    write_json_atomic(round_dir / "done.json", {"merged": True})
     return summary
 
 
@@ -304,31 +311,29 @@ def download(config: DownloadConfig, executor) -> dict:
     """Run (or finish) one download round; returns the per-bucket summary."""
     dir = Path(config.dir).resolve()
     config = DownloadConfig(**{**config.__dict__, "dir": dir})
+    folder = CuratedFolder(dir)
     doc = load_manifest_json(dir)
-    state = _state(dir)
-    state.mkdir(parents=True, exist_ok=True)
-    remove_tmp_leftovers(state)
-    rounds = sorted(state.glob("round-*"))
-    round_dir = rounds[-1] if rounds and not (rounds[-1] / "done.json").exists() else None
-    if round_dir is None:
-        round_dir = _plan_round(config, doc, state)
-        if round_dir is None:
-            log.info("%s: every row in the buckets is downloaded; nothing to do", dir)
-            return _merge_summary(config, doc)
-    else:
-        log.info("%s: finishing the interrupted %s", dir, round_dir.name)
-    info = read_json(round_dir / "round.json")
-    plan = pl.read_parquet(round_dir / "plan.parquet", columns=["bucket", "shard"]).unique().sort(["bucket", "shard"])
+    opened = _round_job(config, doc)
+    if opened is None:
+        log.info("%s: every row in the buckets is downloaded; nothing to do", dir)
+        return _merge_summary(config, doc)
+    job, plan = opened
+    plan_file = job.path("plan.parquet")
+    if plan is not None or not plan_file.exists():  # a new round (or one killed before its plan was saved)
+        write_parquet_atomic(plan_file, plan if plan is not None else _pending_plan(config, doc))
+    info = job.fingerprint
+    shards = pl.read_parquet(plan_file, columns=["bucket", "shard"]).unique().sort(["bucket", "shard"])
     tasks = [
         Task(f"shard-{b}-{s:0{SHARD_DIGITS}d}", download_shard,
-             (ShardSpec(b, s, str(round_dir), str(dir / "shards" / b), info["params"]),), f"{b}/{shard_name(s)}")
-        for b, s in plan.iter_rows()
+             (ShardSpec(b, s, str(job.state), str(folder.shards.bucket(b)), info["params"]),), f"{b}/{shard_name(s)}",
+             outputs=(status_path(job.state, b, s),))
+        for b, s in shards.iter_rows()
     ]  # fmt: skip
-    log.info("%s: %d rows in %d shards", round_dir.name, info["rows"], len(tasks))
-    run_stage(executor, "download", tasks, round_dir / "completions", config.progress)
-    shutil.rmtree(round_dir / "tasks", ignore_errors=True)
-    summary = _merge(config, round_dir, doc)
+    log.info("round %d: %d rows in %d shards", info["round"], info["rows"], len(tasks))
+    job.stage(executor, "download", tasks)
+    summary = _merge(config, job, doc)
     _record(dir, summary, info)
+    job.finish({"round": info["round"], "buckets": summary})
     return summary
 
 
@@ -352,14 +357,15 @@ def _record(dir: Path, summary: dict, info: dict) -> None:
     doc = load_manifest_json(dir)
     rounds = doc.get("download", {}).get("rounds", 0)
     doc["download"] = {"rounds": max(rounds, info["round"]), "parameters": info["params"], "buckets": summary}
-    write_json_atomic(dir / "manifest.json", doc)
+    write_json_atomic(CuratedFolder(dir).manifest_json, doc)
 
 
 def bucket_shards(dir: Path, bucket: str) -> list[Path]:
     """The tars of a bucket listed in its sizes.json, in order."""
-    folder = Path(dir) / "shards" / bucket
-    sizes = read_json(folder / "sizes.json") if (folder / "sizes.json").exists() else {}
-    return [folder / name for name in sorted(sizes)]
+    shards = CuratedFolder(Path(dir)).shards
+    sizes_path = shards.sizes_json(bucket)
+    sizes = read_json(sizes_path) if sizes_path.exists() else {}
+    return [shards.bucket(bucket) / name for name in sorted(sizes)]
 
 
 def wds_urls(dir: Path, bucket: str) -> str:
