@@ -17,13 +17,15 @@ import pytest
 from ticdata.curate import CurateConfig, curate
 from ticdata.download import DownloadConfig, download
 from ticdata.errors import UserError
-from ticdata.evalsets import EvalConfig, build_evalsets, flag_training, FlagSpec
+from ticdata.evalsets import EvalConfig, build_evalsets
+from ticdata.evalsets_tasks import FlagSpec, flag_training
 from ticdata.executor import InlineExecutor, RayExecutor
 from ticdata.fetch import FetchPolicy
 from ticdata.manifest import scan_manifest
 from ticdata.phash import phash_bytes
 from ticdata.recover import uid_of
-from ticdata.reshard import iter_samples, selection_from_manifest
+from ticdata.reshard import selection_from_manifest
+from ticdata.wds import iter_samples
 from ticdata.serve import ImageServer
 from ticdata.synth.world import caption, image_url, world
 from ticdata.tic_pickles import load_datacompnet, load_retrieval
@@ -219,13 +221,13 @@ def test_clip_benchmark_evaluates_a_random_tiny_model_on_our_sets(tmp_path, serv
     build_evalsets(EvalConfig(dir=out, retrieval=16, per_class=3, train_shards=False, progress=False), InlineExecutor())
     import torch
 
-    from train.tiny import create_model
+    from tic_train.tiny import create_model
 
     model = create_model(seed=0)
     model = model[0] if isinstance(model, tuple) else model
     torch.save(model.state_dict(), tmp_path / "tiny.pt")
     # retrieval through clip_benchmark's own command line (tic's tiny config registered first)
-    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from train.tiny import register_configs; register_configs(); "
+    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from tic_train.tiny import register_configs; register_configs(); "
             "from clip_benchmark.cli import main; sys.exit(main())")
     res = tmp_path / "retrieval.json"
     r = subprocess.run([sys.executable, "-c", code, str(REPO), "eval", "--dataset", "wds/tic_2019", "--dataset_root", str(out / "eval" / "2019" / "retrieval"),
@@ -239,7 +241,7 @@ def test_clip_benchmark_evaluates_a_random_tiny_model_on_our_sets(tmp_path, serv
     from clip_benchmark.datasets.builder import build_dataset
     from clip_benchmark.metrics.zeroshot_classification import run_classification, zero_shot_classifier
 
-    from train.tiny import MODEL_NAME, register_configs
+    from tic_train.tiny import MODEL_NAME, register_configs
 
     register_configs()
     _, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)

@@ -29,30 +29,26 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
 
-from ticdata.benchmarks import benchmark_from_manifest
+from ticdata.benchmarks import benchmark_from_manifest, bucket_names
 from ticdata.classes import COLUMN_PREFIX, Vocabulary, load_vocabulary, resolve_spec
 from ticdata.errors import UserError
 from ticdata.evalselect import CLASSIFICATION, EXCLUDED, RETRIEVAL, TRAIN, SelectParams, select_bucket
-from ticdata.executor import Task, run_stage
-from ticdata.manifest import MANIFEST_DIR, MANIFEST_JSON, bucket_table, load_manifest_json, scan_manifest, update_manifest
-from ticdata.phash import near_pairs, phash_bytes
-from ticdata.storage import atomic_dir, read_json, remove_tmp_leftovers, write_json_atomic, write_parquet_atomic
-from ticdata.tars import IMAGE_EXTS, TarWriter, atomic_file
+from ticdata.executor import Task
+from ticdata.job import Job
+from ticdata.layout import EVAL_DIR, TRAIN_DIR, CuratedFolder
+from ticdata.evalsets_tasks import FlagSpec, HashSpec, WriteSetSpec, flag_training, hash_tar, write_eval_set
+from ticdata.manifest import bucket_table, load_manifest_json, scan_manifest, update_manifest
+from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
-STATE = Path(".tic") / "evalsets"
-EVAL_DIR = "eval"
-TRAIN_DIR = "train"
 REASONS = ("same_image", "same_pair", "near_duplicate")  # precedence when several apply
 SPLIT_COLUMNS = {"split": pl.String, "exclude_reason": pl.String, "excluded_by": pl.String, "eval_class": pl.String}
-HASH_SCHEMA = {"uid": pl.String, "bucket": pl.String, "tar": pl.String, "sha256": pl.String, "phash": pl.UInt64}
 
 
 @dataclass(frozen=True)
@@ -72,171 +68,26 @@ class EvalConfig:
     overwrite: bool = False
     progress: bool = True
 
-
-# ------------------------------------------------------------------------------------- tasks
-
-
-@dataclass(frozen=True)
-class HashSpec:
-    tar: str  # absolute path
-    rel: str  # <bucket>/<name>.tar, relative to DIR/shards
-    bucket: str
-    out: str  # parquet
-
-
-def hash_tar(spec: HashSpec) -> dict:
-    """sha256 and pHash of every sample's image in one tar."""
-    from ticdata.reshard import iter_samples, sample_uid
-    t0 = time.perf_counter()
-    skipped = [0]
-    rows: dict[str, list] = {k: [] for k in HASH_SCHEMA}
-    stats = {"samples": 0, "no_image": 0, "undecodable": 0, "no_uid": 0}
-    for key, members in iter_samples(spec.tar, skipped):
-        stats["samples"] += 1
-        uid, _ = sample_uid(members)
-        if uid is None:
-            stats["no_uid"] += 1
-            continue
-        img = next((d for e, d in members if e.lower() in IMAGE_EXTS), None)
-        if img is None:
-            stats["no_image"] += 1
-            continue
-        try:
-            ph = phash_bytes(img)
-        except Exception:  # a broken image is not an eval candidate and cannot be compared
-            stats["undecodable"] += 1
-            ph = None
-        for k, v in zip(HASH_SCHEMA, (uid, spec.bucket, spec.rel, hashlib.sha256(img).hexdigest(), ph)):
-            rows[k].append(v)
-    df = pl.DataFrame(rows, schema=HASH_SCHEMA)
-    write_parquet_atomic(Path(spec.out), df, compression="zstd", compression_level=1)
-    stats["hashed"] = df.height
-    stats["seconds"] = round(time.perf_counter() - t0, 3)
-    return stats
-
-
-@dataclass(frozen=True)
-class FlagSpec:
-    kind: str  # "hashes" (sha256 + pHash against eval images) or "pairs" (url, text against eval pairs)
-    source: str  # a hash parquet or a manifest parquet
-    eval_table: str
-    out: str
-    distance: int
-
-
-def flag_training(spec: FlagSpec) -> dict:
-    """The training rows of one file that match an eval image or pair: (uid, reason, excluded_by)."""
-    ev = pl.read_parquet(spec.eval_table)
-    eval_uids = ev["uid"].implode()
-    schema = {"uid": pl.String, "reason": pl.String, "excluded_by": pl.String}
-    if spec.kind == "hashes":
-        df = pl.read_parquet(spec.source, columns=["uid", "sha256", "phash"]).filter(~pl.col("uid").is_in(eval_uids))
-        same = df.join(ev.select("sha256", excluded_by=pl.col("uid")), on="sha256", how="inner").unique("uid", keep="first")
-        parts = [same.select("uid", reason=pl.lit("same_image"), excluded_by=pl.col("excluded_by"))]
-        rest = df.filter(pl.col("phash").is_not_null() & ~pl.col("uid").is_in(same["uid"].implode()))
-        near = near_pairs(rest["phash"].to_numpy(), ev["phash"].to_numpy(), spec.distance)  # eval images all have one
-        if near.height:
-            best = near.sort("distance").unique("q", keep="first")
-            parts.append(pl.DataFrame({
-                "uid": rest["uid"].to_numpy()[best["q"].to_numpy()].astype(str),
-                "reason": "near_duplicate",
-                "excluded_by": [f"{u}:{d}" for u, d in zip(ev["uid"].to_numpy()[best["r"].to_numpy()], best["distance"].to_list())],
-            }))
-        flags = pl.concat([p.cast(schema) for p in parts])
-        rows = df.height
-    else:
-        df = pl.read_parquet(spec.source, columns=["uid", "url", "text"]).filter(~pl.col("uid").is_in(eval_uids))
-        hit = df.join(ev.select("url", "text", excluded_by=pl.col("uid")), on=["url", "text"], how="inner").unique("uid", keep="first")
-        flags = hit.select("uid", reason=pl.lit("same_pair"), excluded_by=pl.col("excluded_by")).cast(schema)
-        rows = df.height
-    write_parquet_atomic(Path(spec.out), flags)
-    return {"rows": rows, "flagged": flags.height}
-
-
-@dataclass(frozen=True)
-class WriteSetSpec:
-    bucket: str
-    kind: str
-    members: str  # parquet: uid, label, tar (relative to shards root)
-    shards_root: str
-    out: str  # DIR/eval/<bucket>/<kind>
-    classnames: tuple[str, ...]
-    templates: tuple[str, ...]
-    samples_per_shard: int
-
-
-def write_eval_set(spec: WriteSetSpec) -> dict:
-    """One eval set in CLIP_benchmark's wds layout plus samples.parquet (in tar order)."""
-    import json
-
-    from ticdata.reshard import iter_samples, sample_uid
-
-    want = pl.read_parquet(spec.members)
-    labels = dict(zip(want["uid"].to_list(), want["label"].to_list()))
-    tars = sorted(set(want["tar"].to_list()))
-    listed: dict[str, list] = {"uid": [], "text": [], "label": [], "class": [], "shard": [], "key": []}
-    out = Path(spec.out)
-    with atomic_dir(out) as tmp:
-        (tmp / "test").mkdir()
-        shard, in_shard, writer, fh_ctx = 0, 0, None, None
-
-        def close():
-            nonlocal writer, fh_ctx
-            if writer is not None:
-                writer.close()
-                fh_ctx.__exit__(None, None, None)
-                writer, fh_ctx = None, None
-
-        for rel in tars:
-            for key, members in iter_samples(str(Path(spec.shards_root) / rel), [0]):
-                uid, _ = sample_uid(members)
-                if uid not in labels:
-                    continue
-                img_ext, img = next((e, d) for e, d in members if e.lower() in IMAGE_EXTS)
-                text = next((d.decode("utf-8", "replace") for e, d in members if e == "txt"), "")
-                text = " ".join(text.split())  # one caption per line for CLIP_benchmark: no newlines inside
-                label = labels[uid]
-                if writer is None:
-                    fh_ctx = atomic_file(tmp / "test" / f"{shard}.tar")
-                    writer = TarWriter(fh_ctx.__enter__())
-                writer.add(f"{uid}.{img_ext.lower()}", img)
-                writer.add(f"{uid}.txt", text.encode())
-                meta = {"uid": uid, "bucket": spec.bucket, "set": spec.kind}
-                if spec.kind == CLASSIFICATION:
-                    writer.add(f"{uid}.cls", str(label).encode())
-                    meta |= {"label": label, "class": spec.classnames[label]}
-                writer.add(f"{uid}.json", json.dumps(meta, sort_keys=True).encode())
-                for k, v in zip(listed, (uid, text, label, spec.classnames[label] if label is not None else None,
-                                         f"test/{shard}.tar", uid)):
-                    listed[k].append(v)
-                in_shard += 1
-                if in_shard == spec.samples_per_shard:
-                    close()
-                    shard, in_shard = shard + 1, 0
-        close()
-        n = len(listed["uid"])
-        nshards = shard + (1 if in_shard else 0)
-        if n == 0:
-            nshards = 0
-        (tmp / "test" / "nshards.txt").write_text(f"{nshards}\n")
-        (tmp / "dataset_type.txt").write_text(f"{spec.kind}\n")
-        if spec.kind == CLASSIFICATION:
-            (tmp / "classnames.txt").write_text("".join(f"{c}\n" for c in spec.classnames))
-            (tmp / "zeroshot_classification_templates.txt").write_text("".join(f"{t}\n" for t in spec.templates))
-        pl.DataFrame(listed, schema={"uid": pl.String, "text": pl.String, "label": pl.Int32, "class": pl.String,
-                                     "shard": pl.String, "key": pl.String}).write_parquet(tmp / "samples.parquet")
-    return {"samples": n, "shards": nshards, "expected": want.height}
+    def __post_init__(self) -> None:
+        if not 0 <= self.distance <= 31:
+            raise UserError(f"--phash-distance {self.distance}: choose 0..31 bits (default 4)")
+        if self.min_words < 0 or self.max_words < self.min_words:
+            raise UserError(f"--min-words {self.min_words} / --max-words {self.max_words}: need 0 <= min <= max")
+        for name in ("retrieval", "per_class"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be 0 or more")
+        if self.samples_per_shard < 1:
+            raise UserError(f"--samples-per-shard {self.samples_per_shard}: must be positive")
+        for p in (self.tic_retrieval, self.tic_datacompnet):
+            if p is not None and not Path(p).is_file():
+                raise UserError(f"{p}: no such file")
 
 
 # ----------------------------------------------------------------------------------- driver
 
 
-def _shard_tars(dir: Path, buckets: list[str]) -> list[tuple[str, Path]]:
-    out = []
-    for b in buckets:
-        folder = dir / "shards" / b
-        out += [(b, p) for p in sorted(folder.glob("*.tar"))]
-    return out
+def _shard_tars(folder: CuratedFolder, buckets: list[str]) -> list[tuple[str, Path]]:
+    return [(b, p) for b in buckets for p in sorted(folder.shards.bucket(b).glob("*.tar"))]
 
 
 def _plan_doc(config: EvalConfig, vocab_spec: str, retrieval: int, per_class: int, tars: list[tuple[str, Path]]) -> dict:
@@ -340,60 +191,56 @@ def _reset_splits(dir: Path) -> None:
 
 
 def _recount(dir: Path, doc: dict) -> dict:
-    bench = benchmark_from_manifest(doc, dir / MANIFEST_JSON)
+    bench = benchmark_from_manifest(doc, CuratedFolder(dir).manifest_json)
     counts = (scan_manifest(dir).group_by("year", "month", "split").len().collect().iter_rows())
     buckets, _ = bucket_table([(int(y), int(m) if m is not None else 1, s, n) for y, m, s, n in counts], bench)
     return buckets
 
 
-def build_evalsets(config: EvalConfig, executor) -> dict:
-    """Run every stage; returns the evalsets.json document."""
-    started = time.monotonic()
-    dir = Path(config.dir)
-    doc = load_manifest_json(dir)
-    buckets = list(doc.get("buckets") or {})
-    if not buckets:
-        raise UserError(f"{dir}/manifest.json: lists no buckets; curate with a benchmark that has steps")
-    tars = _shard_tars(dir, buckets)
+def make_job(config: EvalConfig) -> tuple[Job, dict]:
+    """The eval-set job on config.dir (checked before anything is written) and the facts its plan
+    rests on: the buckets, tars, vocabulary spec and set sizes."""
+    folder = CuratedFolder(Path(config.dir).resolve())
+    doc = load_manifest_json(folder.root)
+    buckets = bucket_names(doc, folder.manifest_json)
+    tars = _shard_tars(folder, buckets)
     if not tars:
-        raise UserError(f"{dir}/shards: no tars; run `tic download {dir}` (or `tic reshard ... --out {dir}`) first")
-    schema = scan_manifest(dir).collect_schema()
+        raise UserError(f"{folder.root}/shards: no tars; run `tic download {folder.root}` (or `tic reshard ... --out {folder.root}`) first")
+    schema = scan_manifest(folder.root).collect_schema()
     vocab_spec = resolve_spec(config.classes, list(schema))
-    bench_eval = doc["benchmark"].get("eval", {})
+    bench_eval = doc["benchmark"].get("eval", {}) if "benchmark" in doc else {}
     retrieval = config.retrieval if config.retrieval is not None else int(bench_eval.get("retrieval_per_step", 1000))
     per_class = config.per_class if config.per_class is not None else int(bench_eval.get("classification_per_class", 50))
     plan = _plan_doc(config, vocab_spec, retrieval, per_class, tars)
     _check_imports(config)  # refuse a bad pickle before anything is changed
+    outputs = (folder.eval_dir,) + ((folder.train_dir,) if config.train_shards else ())
+    job = Job(folder.root, "evalsets", plan, outputs=outputs, overwrite=config.overwrite, progress=config.progress,
+              clear=lambda: _reset_splits(folder.root), describe="eval sets built with other parameters or inputs")
+    facts = {"doc": doc, "buckets": buckets, "tars": tars, "vocab_spec": vocab_spec, "retrieval": retrieval,
+             "per_class": per_class, "plan": plan}
+    return job.check(), facts
 
-    state = dir / STATE
-    final = dir / EVAL_DIR / "evalsets.json"
-    if final.exists():
-        done = read_json(final)
-        if done.get("plan") == plan and not config.overwrite:
-            log.info("%s: eval sets already built with these parameters; nothing to do", dir / EVAL_DIR)
-            return done
-        if not config.overwrite:
-            raise UserError(f"{dir / EVAL_DIR}: eval sets built with other parameters or inputs; pass --overwrite to rebuild them")
-    if (state / "plan.json").exists() and (read_json(state / "plan.json") != plan or config.overwrite):
-        shutil.rmtree(state)
-    if not (state / "plan.json").exists():
-        if final.exists() or config.overwrite:
-            _reset_splits(dir)
-        shutil.rmtree(dir / EVAL_DIR, ignore_errors=True)
-        state.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(state / "plan.json", plan)
-    remove_tmp_leftovers(state)
-    completions = state / "completions"
+
+def build_evalsets(config: EvalConfig, executor) -> dict:
+    """Run every stage; returns the evalsets.json document."""
+    started = time.monotonic()
+    job, facts = make_job(config)
+    folder = CuratedFolder(job.out)
+    dir = folder.root
+    if job.open().done:
+        log.info("%s: eval sets already built with these parameters; nothing to do", folder.eval_dir)
+        return read_json(folder.evalsets_json)
+    doc, buckets, tars, plan = facts["doc"], facts["buckets"], facts["tars"], facts["plan"]
+    vocab_spec = facts["vocab_spec"]
+    state = job.state
 
     # 1. hash
     hash_tasks = []
     for b, p in tars:
-        rel = f"{b}/{p.name}"
         out = state / "hashes" / b / f"{p.stem}.parquet"
-        hash_tasks.append(Task(f"hash-{b}-{p.stem}", hash_tar, (HashSpec(str(p.resolve()), rel, b, str(out)),), str(p)))
-    for t in hash_tasks:
-        Path(t.args[0].out).parent.mkdir(parents=True, exist_ok=True)
-    hstats = run_stage(executor, "hash", hash_tasks, completions, config.progress)
+        hash_tasks.append(Task(f"hash-{b}-{p.stem}", hash_tar, (HashSpec(str(p.resolve()), f"{b}/{p.name}", b, str(out)),), str(p),
+                               outputs=(out,)))
+    hstats = job.stage(executor, "hash", hash_tasks)
     hashes = pl.concat([pl.read_parquet(t.args[0].out) for t in hash_tasks]).unique("uid", keep="first")
 
     # 2. select
@@ -402,7 +249,7 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
         col = vocab_spec[len(COLUMN_PREFIX):]
         vocab_values = scan_manifest(dir).select(pl.col(col).cast(pl.String).unique()).collect()[col].to_list()
     vocab = load_vocabulary(vocab_spec, vocab_values)
-    sel, sel_info = _select(config, dir, state, hashes, vocab, buckets, retrieval, per_class)
+    sel, sel_info = _select(config, dir, state, hashes, vocab, buckets, facts["retrieval"], facts["per_class"])
 
     # 3. decontaminate
     ev = sel.join(hashes.select("uid", "sha256", "phash", "tar"), on="uid", how="inner").join(
@@ -411,13 +258,15 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
     if not eval_table.exists():
         write_parquet_atomic(eval_table, ev)
     flag_tasks = []
-    (state / "flags").mkdir(exist_ok=True)
     for t in hash_tasks:
-        src = t.args[0].out
-        flag_tasks.append(Task(f"flag-{t.key}", flag_training, (FlagSpec("hashes", src, str(eval_table), str(state / "flags" / f"{t.key}.parquet"), config.distance),), src))
-    for i, part in enumerate(sorted((dir / MANIFEST_DIR).glob("year=*/*.parquet"))):
-        flag_tasks.append(Task(f"flag-pairs-{i:06d}", flag_training, (FlagSpec("pairs", str(part), str(eval_table), str(state / "flags" / f"pairs-{i:06d}.parquet"), config.distance),), str(part)))
-    run_stage(executor, "decontaminate", flag_tasks, completions, config.progress)
+        src, out = t.args[0].out, state / "flags" / f"{t.key}.parquet"
+        flag_tasks.append(Task(f"flag-{t.key}", flag_training, (FlagSpec("hashes", src, str(eval_table), str(out), config.distance),), src,
+                               outputs=(out,)))
+    for i, part in enumerate(folder.manifest_files()):
+        out = state / "flags" / f"pairs-{i:06d}.parquet"
+        flag_tasks.append(Task(f"flag-pairs-{i:06d}", flag_training, (FlagSpec("pairs", str(part), str(eval_table), str(out), config.distance),),
+                               str(part), outputs=(out,)))
+    job.stage(executor, "decontaminate", flag_tasks)
     order = {r: i for i, r in enumerate(REASONS)}
     flags = pl.concat([pl.read_parquet(t.args[0].out) for t in flag_tasks])
     flags = (flags.with_columns(_o=pl.col("reason").replace_strict(order, return_dtype=pl.Int8))
@@ -425,18 +274,18 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
 
     # 4. write eval sets
     write_tasks = []
-    (state / "sets").mkdir(exist_ok=True)
     for b in buckets:
         for kind in (RETRIEVAL, CLASSIFICATION):
             members = state / "sets" / f"{b}-{kind}.parquet"
             part = ev.filter((pl.col("bucket") == b) & (pl.col("split") == kind)).select("uid", "label", "tar")
             if not members.exists():
                 write_parquet_atomic(members, part)
-            spec = WriteSetSpec(b, kind, str(members), str(dir / "shards"), str(dir / EVAL_DIR / b / kind),
+            target = folder.eval_set(b, kind)
+            spec = WriteSetSpec(b, kind, str(members), str(folder.shards.root), str(target),
                                 vocab.names if kind == CLASSIFICATION else (), vocab.templates if kind == CLASSIFICATION else (),
                                 config.samples_per_shard)
-            write_tasks.append(Task(f"write-{b}-{kind}", write_eval_set, (spec,), f"{EVAL_DIR}/{b}/{kind}"))
-    wstats = run_stage(executor, "write eval sets", write_tasks, completions, config.progress)
+            write_tasks.append(Task(f"write-{b}-{kind}", write_eval_set, (spec,), f"{EVAL_DIR}/{b}/{kind}", outputs=(target,)))
+    wstats = job.stage(executor, "write eval sets", write_tasks)
 
     # 5. manifest
     marker = state / "manifest-updated.json"
@@ -456,17 +305,17 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
     if config.train_shards:
         from ticdata.reshard import reshard
 
-        train_doc = reshard([str(dir / "shards")], dir / TRAIN_DIR, executor, manifest=dir, split=TRAIN,
+        train_doc = reshard([str(folder.shards.root)], folder.train_dir, executor, manifest=dir, split=TRAIN,
                             samples_per_shard=config.samples_per_shard, overwrite=True, progress=config.progress)
 
     result = _summary(config, dir, doc, plan, vocab, buckets, hashes, sel, sel_info, flags, hstats, wstats, train_doc,
                       time.monotonic() - started)
-    write_json_atomic(final, result)
+    write_json_atomic(folder.evalsets_json, result)
     doc = load_manifest_json(dir)
     doc["evalsets"] = {k: v for k, v in result.items() if k not in ("plan",)}
     doc["buckets"] = {b: doc["buckets"][b] | {"splits": v.get("splits", {})} for b, v in _recount(dir, doc).items() if b in doc["buckets"]}
-    write_json_atomic(dir / MANIFEST_JSON, doc)
-    shutil.rmtree(state, ignore_errors=True)
+    write_json_atomic(folder.manifest_json, doc)
+    job.finish()
     return result
 
 
