@@ -72,6 +72,7 @@ def planted(tmp_path_factory):
     return _pool(tmp_path_factory.mktemp("audit"))
 
 
+@pytest.mark.slow
 def test_the_planted_share_lies_in_the_interval(planted, tmp_path, ray_local):
     cur, truth = planted
     with RayExecutor() as ex:
@@ -128,3 +129,42 @@ def test_cli_fails_when_a_threshold_is_crossed(planted, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "wrong bucket:" in out and (tmp_path / "b" / "audit.html").exists()
     assert json.loads((tmp_path / "b" / "audit.json").read_text())["rows"] == N
+
+
+def test_a_killed_fix_resumes_to_the_bytes_of_an_uninterrupted_run(planted, tmp_path, monkeypatch):
+    """--fix is a job like the others: killed after some tasks, the rerun finishes the corrected
+    manifest with the bytes of a run that was never interrupted (and refuses other inputs)."""
+    import ticdata.audit as audit_mod
+    from conftest import tree_digest
+    from ticdata.layout import state_dir
+
+    cur, _ = planted
+    run_audit(cur, tmp_path / "clean", InlineExecutor(), fix=tmp_path / "clean-fix", progress=False)
+    real, calls = audit_mod.audit_part, []
+
+    def dies_on_third(spec):
+        calls.append(spec.index)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed in the middle of the stage
+        return real(spec)
+
+    monkeypatch.setattr(audit_mod, "audit_part", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(cur, tmp_path / "a", InlineExecutor(), fix=tmp_path / "fix", progress=False)
+    assert len(list((state_dir(tmp_path / "a", "audit") / "completions").glob("*.json"))) == 2
+    assert not (tmp_path / "fix" / "manifest.json").exists()
+    monkeypatch.setattr(audit_mod, "audit_part", real)
+    calls.clear()
+    r = run_audit(cur, tmp_path / "a", InlineExecutor(), fix=tmp_path / "fix", progress=False)
+    assert r["fix"]["rows_moved"] > 0 and not state_dir(tmp_path / "a", "audit").exists()
+    clean = tree_digest(tmp_path / "clean-fix")
+    fixed = {k: v for k, v in tree_digest(tmp_path / "fix").items() if k != "manifest.json"}
+    assert len(fixed) >= 5 and fixed == {k: v for k, v in clean.items() if k != "manifest.json"}
+    # manifest.json names its own folder in audit_fix.out: equal but for that
+    a = json.loads((tmp_path / "fix" / "manifest.json").read_text())
+    b = json.loads((tmp_path / "clean-fix" / "manifest.json").read_text())
+    assert a["buckets"] == b["buckets"] and a["audit_fix"]["rows_moved"] == b["audit_fix"]["rows_moved"]
+    # the same inputs again: nothing to do; another --fix folder into the same OUT: refused
+    assert run_audit(cur, tmp_path / "a", InlineExecutor(), fix=tmp_path / "fix", progress=False)["rows"] == r["rows"]
+    with pytest.raises(UserError, match="--overwrite"):
+        run_audit(cur, tmp_path / "a", InlineExecutor(), fix=tmp_path / "fix2", progress=False)

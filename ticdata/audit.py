@@ -24,10 +24,10 @@ recovered time stays in `ts_original` and `ts_fix_source` says which evidence mo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,17 +37,21 @@ import polars as pl
 from ticdata.audit_signals import SIGNALS, with_signals
 from ticdata.benchmarks import Benchmark, benchmark_from_manifest
 from ticdata.errors import UserError
-from ticdata.executor import Task, run_stage
-from ticdata.manifest import MANIFEST_DIR, MANIFEST_JSON, bucket_table, load_manifest_json
+from ticdata import __version__
+from ticdata.executor import Task
+from ticdata.job import Job
+from ticdata.layout import CuratedFolder
+from ticdata.manifest import bucket_table, load_manifest_json
 from ticdata.snapshots import SnapshotTable
-from ticdata.storage import write_json_atomic, write_parquet_atomic
+from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
-STATE = Path(".tic") / "audit"
+AUDIT_JSON = "audit.json"
 LAG_BREAKS = [-3650, -365, -30, 0, 1, 7, 30, 90, 182, 365, 730, 1095, 1826, 3650]  # days; bins are [a, b)
 LAG_LABELS = ([f"< {LAG_BREAKS[0]}"] + [f"[{a}, {b})" for a, b in zip(LAG_BREAKS[:-1], LAG_BREAKS[1:])]
               + [f">= {LAG_BREAKS[-1]}"])
 Z95 = 1.959963984540054
+TABLES = ("ym", "agree", "lag", "domains", "crawls", "bucket_moves")  # partial tables per task, in write order
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
@@ -62,12 +66,7 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
 
 def bucket_expr(bench: Benchmark, when: pl.Expr) -> pl.Expr:
     """The bucket name of a datetime column under the benchmark (null outside every step)."""
-    year_to_step = {y: s.name for s in bench.steps for y in s.years}
-    y = when.dt.year()
-    if bench.granularity == "year":
-        return y.replace_strict(year_to_step, default=None, return_dtype=pl.String)
-    inside = y.is_in(list(year_to_step))
-    return pl.when(inside).then(when.dt.strftime("%Y-%m")).otherwise(None)
+    return bench.bucket_expr(when.dt.year(), when.dt.month())
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class PartSpec:
     year: int
     out: str  # folder of this task's partial tables
     bench: dict
-    fix_out: str | None  # corrected manifest root (DIR3/manifest) or None
+    fix_out: str | None  # the corrected folder DIR3 (its manifest/ is written) or None
 
 
 def audit_part(spec: PartSpec) -> dict:
@@ -126,16 +125,17 @@ def audit_part(spec: PartSpec) -> dict:
                         .select("crawl", "bucket", pl.col("len").cast(pl.Int64).alias("n")))
     tables["bucket_moves"] = (df.filter("_wrong").group_by(from_bucket="_rec_bucket", to_bucket="_ev_bucket").len()
                               .select("from_bucket", "to_bucket", pl.col("len").cast(pl.Int64).alias("n")))
+    if spec.fix_out:
+        fixed = _fixed(df)
+        _write_fixed(fixed, cols, Path(spec.fix_out), spec.index)
     out.mkdir(parents=True, exist_ok=True)
-    for name, t in tables.items():
-        write_parquet_atomic(out / f"{name}.parquet", t)
+    for name in TABLES:  # bucket_moves last: the task's declared output
+        write_parquet_atomic(out / f"{name}.parquet", tables[name])
     stats = {"rows": df.height, "with_evidence": int(df["_has_ev"].sum()), "wrong": int(df["_wrong"].sum()),
              "impossible": int(df["_impossible"].sum()), "url_dated": int(df["sig_url"].is_not_null().sum()),
              "url_dated_day": int((df["sig_url"].is_not_null() & df["_url_has_day"].fill_null(False)).sum())}
     if spec.fix_out:
-        fixed = _fixed(df)
         stats["fixed"] = int(fixed["ts_fix_source"].is_not_null().sum())
-        _write_fixed(fixed, cols, Path(spec.fix_out), spec.index)
     return stats
 
 
@@ -150,47 +150,63 @@ def _fixed(df: pl.DataFrame) -> pl.DataFrame:
 def _write_fixed(df: pl.DataFrame, cols: list[str], root: Path, index: int) -> None:
     keep = [c for c in cols if c not in ("year",)] + ["ts_original", "ts_fix_source"]
     keep = list(dict.fromkeys(c for c in keep if c in df.columns))
-    for (year,), part in df.group_by("year"):
-        folder = root / f"year={year}"
-        folder.mkdir(parents=True, exist_ok=True)
-        write_parquet_atomic(folder / f"audit-{index:06d}.parquet", part.select(keep), compression="zstd")
+    for (year,), part in df.group_by("year", maintain_order=True):  # rows keep the manifest's order: same bytes every run
+        write_parquet_atomic(CuratedFolder(root).year_dir(year) / f"audit-{index:06d}.parquet", part.select(keep), compression="zstd")
 
 
-def _parts(dir: Path) -> list[tuple[int, Path]]:
-    root = dir / MANIFEST_DIR
-    files = sorted(root.glob("year=*/*.parquet"))
+def _parts(folder: CuratedFolder) -> list[tuple[int, Path]]:
+    files = folder.manifest_files()
     if not files:
-        raise UserError(f"{root}: no Parquet files; audit a folder written by tic curate")
+        raise UserError(f"{folder.manifest_dir}: no Parquet files; audit a folder written by tic curate")
     return [(int(p.parent.name.split("=", 1)[1]), p) for p in files]
 
 
-def run_audit(dir: Path, out: Path, executor, fix: Path | None = None, progress: bool = True) -> dict:
+def make_job(dir: Path, out: Path, fix: Path | None = None, overwrite: bool = False, progress: bool = True) -> Job:
+    """The audit of DIR as a job on OUT: its plan is the manifest files (path, size, mtime) and the
+    --fix folder; its outputs audit.json and, with --fix, DIR3's manifest."""
+    folder = CuratedFolder(Path(dir).resolve())
+    load_manifest_json(folder.root)
+    fingerprint = {
+        "tool_version": __version__,
+        "manifest": [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for _, p in _parts(folder)],
+        "manifest_json_sha256": hashlib.sha256(folder.manifest_json.read_bytes()).hexdigest(),
+        "fix": str(Path(fix).resolve()) if fix is not None else None,
+    }
+    outputs = [Path(out) / AUDIT_JSON]
+    if fix is not None:
+        fixed = CuratedFolder(Path(fix).resolve())
+        outputs += [fixed.manifest_dir, fixed.manifest_json]
+    return Job(Path(out), "audit", fingerprint, outputs=tuple(outputs), overwrite=overwrite, progress=progress,
+               describe="an audit (or a --fix manifest) of other inputs").check()
+
+
+def run_audit(dir: Path, out: Path, executor, fix: Path | None = None, progress: bool = True, overwrite: bool = False) -> dict:
     started = time.monotonic()
-    dir, out = Path(dir), Path(out)
-    doc = load_manifest_json(dir)
-    bench = benchmark_from_manifest(doc, dir / MANIFEST_JSON)
-    parts = _parts(dir)
-    state = out / STATE
-    if state.exists():
-        shutil.rmtree(state)
-    if fix is not None:
-        if (fix / MANIFEST_DIR).exists():
-            raise UserError(f"{fix}: already holds a manifest; choose an empty folder for --fix")
-        (fix / MANIFEST_DIR).mkdir(parents=True)
-    tasks = [Task(f"audit-{i:06d}", audit_part, (PartSpec(i, str(p), y, str(state / "parts" / f"{i:06d}"), doc["benchmark"],
-                                                          str(fix / MANIFEST_DIR) if fix else None),), str(p))
+    folder = CuratedFolder(Path(dir).resolve())
+    job = make_job(folder.root, out, fix, overwrite, progress).open()
+    if job.done:
+        log.info("%s: already audited from these inputs; nothing to do", job.out)
+        return read_json(job.out / AUDIT_JSON)
+    doc = load_manifest_json(folder.root)
+    bench = benchmark_from_manifest(doc, folder.manifest_json)
+    parts = _parts(folder)
+    fixed = CuratedFolder(Path(fix).resolve()) if fix is not None else None
+    if fixed is not None:
+        fixed.manifest_dir.mkdir(parents=True, exist_ok=True)
+    tasks = [Task(f"audit-{i:06d}", audit_part, (PartSpec(i, str(p), y, str(job.path("parts", f"{i:06d}")), doc["benchmark"],
+                                                          str(fixed.root) if fixed else None),), str(p),
+                  outputs=(job.path("parts", f"{i:06d}", f"{TABLES[-1]}.parquet"),))
              for i, (y, p) in enumerate(parts)]
-    stats = run_stage(executor, "audit", tasks, state / "completions", progress)
-    tables = {name: pl.concat([pl.read_parquet(state / "parts" / f"{i:06d}" / f"{name}.parquet") for i in range(len(parts))])
-              for name in ("ym", "agree", "lag", "domains", "crawls", "bucket_moves")}
+    stats = job.stage(executor, "audit", tasks)
+    tables = {name: pl.concat([pl.read_parquet(job.path("parts", f"{i:06d}", f"{name}.parquet")) for i in range(len(parts))])
+              for name in TABLES}
     result = _findings(doc, bench, [stats[t.key] for t in tasks], tables)
-    result["inputs"] = {"dir": str(dir.resolve()), "manifest_files": len(parts), "benchmark": bench.name}
-    if fix is not None:
-        result["fix"] = _finish_fix(dir, fix, doc, bench, sum(stats[t.key].get("fixed", 0) for t in tasks))
+    result["inputs"] = {"dir": str(folder.root), "manifest_files": len(parts), "benchmark": bench.name}
+    if fixed is not None:
+        result["fix"] = _finish_fix(folder.root, fixed.root, doc, bench, sum(stats[t.key].get("fixed", 0) for t in tasks))
     result["seconds"] = round(time.monotonic() - started, 1)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "audit.json", result)
-    shutil.rmtree(state, ignore_errors=True)
+    write_json_atomic(job.out / AUDIT_JSON, result)
+    job.finish()
     return result
 
 
@@ -256,7 +272,7 @@ def _finish_fix(dir: Path, fix: Path, doc: dict, bench: Benchmark, fixed: int) -
             "rule": "ts = earliest of URL date and EXIF DateTimeOriginal when earlier than the recovered time (and not before "
                     "1995); the recovered time is kept in ts_original, the evidence used in ts_fix_source"}
     new["audit_fix"] = info
-    write_json_atomic(fix / MANIFEST_JSON, new)
+    write_json_atomic(CuratedFolder(fix).manifest_json, new)
     return info | {"out": str(fix.resolve())}
 
 

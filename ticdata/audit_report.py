@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ticdata.audit_signals import SIGNALS
 from ticdata.htmlreport import markdown_to_html
+from ticdata.storage import save_figure_atomic, write_text_atomic
 
 
 def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
@@ -31,7 +32,7 @@ def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "rows-by-month.png", dpi=110)
+    save_figure_atomic(fig, out / "rows-by-month.png", dpi=110)
     plt.close(fig)
     figs.append(("Rows per month by signal", "rows-by-month.png"))
     # agreement heatmaps
@@ -54,7 +55,7 @@ def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
             ax.set_title(f"{s}: {same:.0%} same year" if same is not None else s, fontsize=10)
         fig.suptitle("agreement: share of each recovered year's rows by the signal's year", fontsize=10)
         fig.tight_layout()
-        fig.savefig(out / "agreement.png", dpi=110)
+        save_figure_atomic(fig, out / "agreement.png", dpi=110)
         plt.close(fig)
         figs.append(("Agreement between the recovered year and each signal", "agreement.png"))
     # lag histogram
@@ -66,7 +67,7 @@ def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
     ax.set_ylabel("rows")
     ax.set_title("lag between first sighting and earlier evidence")
     fig.tight_layout()
-    fig.savefig(out / "lag.png", dpi=110)
+    save_figure_atomic(fig, out / "lag.png", dpi=110)
     plt.close(fig)
     figs.append(("Lag histogram", "lag.png"))
     return figs
@@ -105,6 +106,6 @@ def write_report(result: dict, out: Path) -> Path:
     if "fix" in result:
         f = result["fix"]
         md += ["", "## Corrected manifest", "", f"`{f['out']}`: {f['rows_moved']:,} rows moved. Rule: {f['rule']}."]
-    (out / "audit.md").write_text("\n".join(md) + "\n")
-    (out / "audit.html").write_text(markdown_to_html(md, "tic audit"))
+    write_text_atomic(out / "audit.md", "\n".join(md) + "\n")
+    write_text_atomic(out / "audit.html", markdown_to_html(md, "tic audit"))
     return out / "audit.md"
