@@ -37,6 +37,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_differs(tmp_path, made):
     out, summary, _ = made
     again = W.make_world(tmp_path / "again", seed=SEED)
