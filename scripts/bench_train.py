@@ -34,9 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from ticdata.layout import CuratedFolder, RunFolder
+
 REPO = Path(__file__).resolve().parents[1]
 OC_WRAPPER = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from train.tiny import register_configs; register_configs(); "
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); from tic_train.tiny import register_configs; register_configs(); "
     "from open_clip_train.main import main; main(sys.argv[1:])"
 )
 _RATE = re.compile(r"Batch \(t\): [0-9.]+, ([0-9.]+)/s")
@@ -52,7 +54,7 @@ def run_tic(args, data: Path, bucket: str, out: Path) -> dict:
     wall = time.monotonic() - t0
     if r.returncode:
         sys.exit(f"tic train failed:\n{r.stderr[-3000:]}")
-    lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in RunFolder(out).log_jsonl.read_text().splitlines()]
     rates = [x["samples_per_s"] for x in lines if x.get("event") == "interval" and x["batch"] < x["batches"]][1:]
     step = next(x for x in lines if x.get("event") == "step")
     return {"wall": wall, "rate": statistics.median(rates), "macs": step["macs_per_sample_forward"]}
@@ -97,12 +99,13 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="the accelerator's dense peak for --precision (MFU)")
     args = ap.parse_args()
     data = Path(args.data)
-    doc = json.loads((data / "manifest.json").read_text())
+    folder = CuratedFolder(data)
+    doc = json.loads(folder.manifest_json.read_text())
     bucket = args.bucket or next(iter(doc["buckets"]))
-    shards = sorted((data / "train" / "shards" / bucket).glob("*.tar"))
+    shards = sorted(folder.train_shards.bucket(bucket).glob("*.tar"))
     if not shards:
-        sys.exit(f"{data}/train/shards/{bucket}: no shards; run ./scripts/demo.sh (or tic evalsets) first")
-    print(f"data {data}/train/shards/{bucket} ({len(shards)} tars), model {args.model}, {args.precision}, {args.device}, "
+        sys.exit(f"{folder.train_shards.bucket(bucket)}: no shards; run ./scripts/demo.sh (or tic evalsets) first")
+    print(f"data {folder.train_shards.bucket(bucket)} ({len(shards)} tars), model {args.model}, {args.precision}, {args.device}, "
           f"batch {args.batch_size}, {args.samples:,} samples, {args.workers} workers, {args.repeats} runs each")
     res = {"tic": [], "open_clip": []}
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))

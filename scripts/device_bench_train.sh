@@ -8,6 +8,8 @@
 #   bash scripts/device_bench_train.sh
 set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+# the repo runs from its folder: ticdata from $PWD, the trainer's folder train/ as the package tic_train
+ln -sfn "$PWD/train" /tmp/site/tic_train
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv
 python3 scripts/bench_train.py --data out/bench-gpu --model ViT-B-32 --precision bf16 --device cuda \

@@ -35,6 +35,22 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def world_folder(tmp_path_factory):
+    """The synthetic world through the whole data pipeline (tests/worldfolder.py), built once per
+    session and shared: read it, never write to it."""
+    from worldfolder import WORLD_PAIRS, WORLD_RETRIEVAL, build_world_folder
+
+    folder = build_world_folder(tmp_path_factory.mktemp("world"), pairs_per_step=WORLD_PAIRS, retrieval=WORLD_RETRIEVAL)
+
+    def listing():
+        return {str(f.relative_to(folder)): (f.stat().st_size, f.stat().st_mtime_ns) for f in folder.rglob("*") if f.is_file()}
+
+    before = listing()
+    yield folder
+    assert listing() == before, f"a test wrote into the shared world folder {folder}; write to your own tmp_path"
+
+
 def tree_digest(root: Path, names=("manifest", "manifest.json")) -> dict[str, str]:
     """sha256 of every file under the named parts of a curated folder, by relative path."""
     out = {}

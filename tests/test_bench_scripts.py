@@ -34,11 +34,8 @@ def test_bench_download_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_train_runs(tmp_path):
-    sys.path.insert(0, str(REPO / "tests"))
-    from worldfolder import build_world_folder
-
-    data = build_world_folder(tmp_path / "w", pairs_per_step=80)
+def test_bench_train_runs(tmp_path, world_folder):
+    data = world_folder  # the session's shared world (read only)
     res = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--data", str(data), "--samples", "384", "--batch-size", "32",
          "--repeats", "1", "--log-every", "2", "--workers", "1"],

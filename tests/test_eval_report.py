@@ -13,15 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from train.evaluate import evaluate_run
-from train.loop import run_training
-from train.config import load_config
-from train.metrics import retrieval, zero_shot
-from train.report import build_report
-from train.transfer import transfer_metrics
+from tic_train.evaluate import evaluate_run
+from tic_train.loop import run_training
+from tic_train.config import load_config
+from tic_train.metrics import retrieval, zero_shot
+from tic_train.report import build_report
+from tic_train.transfer import transfer_metrics
 
 from conftest import REPO
-from worldfolder import build_world_folder
 
 NAMES = ["2014-2016", "2017-2018", "2019", "2020", "2021-2022"]
 
@@ -55,9 +54,9 @@ def test_recall_and_accuracy_by_hand():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, world_folder):
     root = tmp_path_factory.mktemp("evalruns")
-    data = build_world_folder(root / "w")
+    data = world_folder  # the session's shared world folder (conftest.py): read only
     out = {}
     for method in ("sequential", "cumulative-all"):
         cfg = load_config(None, dict(data=str(data), out=str(root / method), method=method, samples_per_step=256, batch_size=64,
@@ -79,7 +78,7 @@ def test_numbers_equal_clip_benchmark_and_a_rerun_evaluates_nothing(runs, tmp_pa
     ours_c = cells["dyn-2019-classification"]["metrics"]
     assert cells["dyn-2019-retrieval"]["task"] == "zeroshot_retrieval" and "pretrained" in cells["dyn-2019-retrieval"]
     # CLIP_benchmark's own command line on the same checkpoint and retrieval set
-    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from train.tiny import register_configs; register_configs(); "
+    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from tic_train.tiny import register_configs; register_configs(); "
             "from clip_benchmark.cli import main; sys.exit(main())")
     res = tmp_path / "cb.json"
     r = subprocess.run([sys.executable, "-c", code, str(REPO), "eval", "--dataset", "wds/x", "--dataset_root", str(data / "eval" / "2019" / "retrieval"),

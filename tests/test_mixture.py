@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.mixture import METHODS, budget_of, mixture
-from train.sampling import bucket_choices
+from tic_train.mixture import METHODS, budget_of, mixture
+from tic_train.sampling import bucket_choices
 
 SIZES = [4000, 1000, 2500, 3000, 2000]
 
@@ -62,3 +62,20 @@ def test_draws_resume_at_any_point():
     parts = np.concatenate([bucket_choices(w, 7, 4, a, b - a) for a, b in ((0, 1234), (1234, 5000), (5000, 10_000))])
     assert (whole == parts).all()
     assert not (bucket_choices(w, 8, 4, 0, 10_000) == whole).all()
+
+
+def test_the_method_table_holds_each_methods_rules():
+    from tic_train.methods import method
+
+    warm = {m for m in METHODS if method(m).warm_start}
+    assert warm == {"sequential", "cumulative-all", "cumulative-exp", "cumulative-equal", "lwf", "patching"}
+    assert {m for m in METHODS if method(m).restart} == {"restart", "oracle"}
+    assert [m for m in METHODS if method(m).once_at_end] == ["oracle"]
+    assert [m for m in METHODS if method(m).teacher] == ["lwf"] and [m for m in METHODS if method(m).patching] == ["patching"]
+    assert method("oracle").steps_to_train(5) == [4] and method("restart").steps_to_train(3) == [0, 1, 2]
+    assert [budget_of(m, 10, 5) for m in ("oracle", "restart", "lwf")] == [50, 10, 10]
+    # LwF trains on the data its config names; Patching on D_t alone
+    assert mixture("lwf", 2, [10, 10, 10], lwf_data="sequential").weights == (0.0, 0.0, 1.0)
+    assert mixture("patching", 2, [10, 10, 10]).weights == (0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="unknown method 'fancy'"):
+        method("fancy")

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from train.optim import LOGIT_SCALE_MAX, clamp_logit_scale, lr_at, make_optimizer, set_lr
-from train.tiny import create_model
+from tic_train.optim import LOGIT_SCALE_MAX, clamp_logit_scale, lr_at, make_optimizer, set_lr
+from tic_train.tiny import create_model
 
 
 def _model():

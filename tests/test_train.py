@@ -1,38 +1,41 @@
-"""`tic train`: every continual method draws its mixture and exactly its budget; killed steps resume
-to the same weights; warm starts reset optimizer and schedule; 2 gloo processes agree with 1;
-checkpoints load in open_clip."""
+"""`tic train`: every continual method draws its mixture and exactly its budget; a step killed in
+its middle resumes to the weights of an uninterrupted run; warm starts reset optimizer and schedule;
+2 gloo processes make the update of 1; checkpoints load in open_clip."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from ticdata.errors import UserError
-from train.config import RunConfig, load_config
-from train.loop import run_training
-from train.mixture import METHODS, budget_of, mixture
-from train.optim import lr_at
+from tic_train.config import load_config
+from tic_train.loop import run_training
+from tic_train.mixture import METHODS, budget_of, mixture
+from tic_train.optim import lr_at
 
 from conftest import REPO
-from worldfolder import build_world_folder
 
 pytestmark = pytest.mark.slow
 C, BATCH = 640, 64
 NAMES = ["2014-2016", "2017-2018", "2019", "2020", "2021-2022"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return build_world_folder(tmp_path_factory.mktemp("world"))
+@pytest.fixture
+def data(world_folder):
+    """The session's shared world folder (conftest.py): read only, runs go to tmp_path."""
+    return world_folder
 
 
 def _cfg(data, out, **kw):
@@ -41,9 +44,32 @@ def _cfg(data, out, **kw):
     return load_config(None, base | kw)
 
 
-def _tic(*args, env=None, **kw):
-    e = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "ticdata.cli", *args], cwd=REPO, env=e, capture_output=True, text=True, timeout=600, **kw)
+def _tic(*args):
+    return subprocess.run([sys.executable, "-m", "ticdata.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def _killed_at(args, at: str, out, timeout=600):
+    """Run `tic train ARGS --out OUT` (tests/train_paused.py) until it writes the resume checkpoint of
+    STEP:BATCH (`at`) and waits there, then SIGKILL its process group (the trainer and its loader
+    workers), as a preempted job dies. Returns the step checkpoints that existed at the kill."""
+    flag = out.parent / f"{out.name}.paused"
+    with open(out.parent / f"{out.name}.stderr", "w") as err:
+        p = subprocess.Popen([sys.executable, str(REPO / "tests" / "train_paused.py"), at, str(flag), *args, "--out", str(out)],
+                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while not flag.exists():
+                assert p.poll() is None, f"tic train ended ({p.returncode}) before {at}: {(out.parent / f'{out.name}.stderr').read_text()[-2000:]}"
+                assert time.monotonic() < deadline, f"tic train did not reach {at} in {timeout} s"
+                time.sleep(0.05)
+            done = sorted(f.name for f in (out / "checkpoints").glob("step-*"))
+            os.killpg(p.pid, signal.SIGKILL)
+            assert p.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    return done
 
 
 def _weights(folder):
@@ -80,33 +106,41 @@ def test_each_method_draws_its_mixture_and_exactly_its_budget(data, tmp_path, me
 
 def test_a_killed_step_resumes_to_the_weights_of_an_uninterrupted_run(data, tmp_path):
     args = ["train", "--data", str(data), "--method", "cumulative-all", "--samples-per-step", str(C), "--batch-size", str(BATCH),
-            "--workers", "1", "--threads", "1", "--deterministic", "--checkpoint-every", "2", "--steps", "2014-2016,2017-2018", "-q"]
-    whole = _tic(*args, "--out", str(tmp_path / "whole"))
+            "--workers", "1", "--threads", "1", "--deterministic", "--checkpoint-every", "2", "--log-every", "1",
+            "--steps", "2014-2016,2017-2018"]
+    whole = _tic(*args, "-q", "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-2000:]
-    killed = _tic(*args, "--out", str(tmp_path / "killed"), env={"TIC_TRAIN_KILL_AFTER": "1:5"})
-    assert killed.returncode == -9
-    resume = tmp_path / "killed" / "checkpoints" / "resume"
+    killed = tmp_path / "killed"
+    # the kill lands in the middle of step 1 (10 batches): after its resume checkpoint at batch 4, before its own checkpoint
+    assert _killed_at(args, "1:4", killed) == ["step-00-2014-2016"]
+    assert not (killed / "checkpoints" / "step-01-2017-2018").exists()
+    resume = killed / "checkpoints" / "resume"
     assert json.loads((resume / "open_clip_config.json").read_text())["tic"]["next_batch"] == 4
     state = torch.load(resume / "state.pt", weights_only=True)  # plain tensors and numbers only
-    assert state["next_batch"] == 4
-    again = _tic(*args, "--out", str(tmp_path / "killed"))
+    assert (state["step_index"], state["next_batch"]) == (1, 4)
+    again = _tic(*args, "--out", str(killed))  # not quiet: tic train's own INFO lines are shown
     assert again.returncode == 0, again.stderr[-2000:]
+    assert "[tic] step 2017-2018: resuming at batch 4 of 10" in again.stderr
+    assert "[tic] step 2017-2018 done" in again.stderr and "2014-2016 done" not in again.stderr  # step 0 is not redone
     assert not resume.exists()
+    # every batch of step 1 was trained once: 1-4 before the kill, 5-10 after the resume
+    lines = [json.loads(x) for x in (killed / "log.jsonl").read_text().splitlines()]
+    assert [x["batch"] for x in lines if x.get("event") == "interval" and x["step_index"] == 1] == list(range(1, 11))
     for step in ("step-00-2014-2016", "step-01-2017-2018"):
-        a, b = _weights(tmp_path / "whole" / "checkpoints" / step), _weights(tmp_path / "killed" / "checkpoints" / step)
+        a, b = _weights(tmp_path / "whole" / "checkpoints" / step), _weights(killed / "checkpoints" / step)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), step
     sw = json.loads((tmp_path / "whole" / "run.json").read_text())["steps"]["2017-2018"]
-    sk = json.loads((tmp_path / "killed" / "run.json").read_text())["steps"]["2017-2018"]
+    sk = json.loads((killed / "run.json").read_text())["steps"]["2017-2018"]
     assert sw["per_bucket"] == sk["per_bucket"] and sw["samples"] == sk["samples"] == C
+    assert sw["loss_first"] == sk["loss_first"] and sw["loss_last"] == sk["loss_last"]
 
 
 def test_warm_start_loads_weights_only_with_a_fresh_optimizer_and_schedule(data, tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--data", str(data), "--out", str(out), "--method", "sequential", "--samples-per-step", str(C),
+    args = ["train", "--data", str(data), "--method", "sequential", "--samples-per-step", str(C),
             "--batch-size", str(BATCH), "--workers", "0", "--threads", "1", "--checkpoint-every", "1", "--log-every", "1",
             "--lr", "1e-3", "--warmup", "4", "-q"]
-    r = _tic(*args, env={"TIC_TRAIN_KILL_AFTER": "1:1"})
-    assert r.returncode == -9
+    assert _killed_at(args, "1:1", out) == ["step-00-2014-2016"]  # one update into step 1
     state = torch.load(out / "checkpoints" / "resume" / "state.pt", weights_only=True)
     assert state["step_index"] == 1
     steps = {int(v["step"]) for v in state["optimizer"]["state"].values()}
@@ -116,7 +150,7 @@ def test_warm_start_loads_weights_only_with_a_fresh_optimizer_and_schedule(data,
     assert math.isclose(first_of_step1["lr"], lr_at(0, 10, 4, 1e-3))  # the warmup starts again
     w0 = _weights(out / "checkpoints" / "step-00-2014-2016")
     w1 = _weights(out / "checkpoints" / "resume")
-    from train.tiny import create_model
+    from tic_train.tiny import create_model
 
     fresh = create_model(seed=0)[0].state_dict()
     # one step of a fresh AdamW moves every element by at most its learning rate (plus decoupled weight decay):
@@ -133,9 +167,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_agree_with_one_on_the_first_loss(data, tmp_path):
-    common = ["--data", str(data), "--method", "sequential", "--samples-per-step", "128", "--batch-size", "64",
-              "--workers", "0", "--threads", "1", "--steps", "2014-2016", "--log-every", "1", "-q"]
+def test_two_gloo_processes_make_the_first_update_of_one(data, tmp_path):
+    # one global batch of 64, so the step's checkpoint holds the weights after the first optimizer update
+    common = ["--data", str(data), "--method", "sequential", "--samples-per-step", "64", "--batch-size", "64", "--lr", "1e-3",
+              "--warmup", "1", "--workers", "0", "--threads", "1", "--steps", "2014-2016", "--log-every", "1", "-q"]
     one = _tic("train", *common, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-2000:]
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1")
@@ -143,19 +178,29 @@ def test_two_gloo_processes_agree_with_one_on_the_first_loss(data, tmp_path):
                           "--master-port", str(_free_port()), "-m", "ticdata.cli", "train", *common, "--out", str(tmp_path / "two")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
+    doc = json.loads((tmp_path / "two" / "run.json").read_text())["steps"]["2014-2016"]
+    assert doc["samples"] == 64 and doc["optimizer_steps"] == 1
+    from tic_train.tiny import create_model
 
-    def first_loss(run):
-        return next(json.loads(x)["loss"] for x in (run / "log.jsonl").read_text().splitlines() if '"interval"' in x)
-
-    assert math.isclose(first_loss(tmp_path / "one"), first_loss(tmp_path / "two"), rel_tol=1e-4)
-    doc = json.loads((tmp_path / "two" / "run.json").read_text())
-    assert doc["steps"]["2014-2016"]["samples"] == 128
+    w0 = create_model(seed=0)[0].state_dict()  # the random init both runs start from (seed 0)
+    w1, w2 = (_weights(tmp_path / run / "checkpoints" / "step-00-2014-2016") for run in ("one", "two"))
+    u1, u2 = (torch.cat([(w[k] - w0[k]).flatten() for k in w0]) for w in (w1, w2))  # the first update of each
+    # AdamW's first update is about lr x sign(gradient) (1e-3) wherever the gradient is well above eps (1e-6). The two
+    # runs' gradients differ only by the order of gloo's float sums, which can flip an update only where the
+    # gradient is ~eps: measured here, |u2 - u1| / |u1| ~ 1e-4 and at most 2.4e-5 in an element (a bias with a ~0
+    # gradient). A rank training on its half batch alone, or a gradient not averaged, differs by O(|u1|).
+    assert float(u1.abs().max()) > 5e-4
+    assert float((u2 - u1).norm() / u1.norm()) < 1e-3
+    assert float((u2 - u1).abs().max()) < 1e-4
+    first = [next(json.loads(x)["loss"] for x in (tmp_path / run / "log.jsonl").read_text().splitlines() if '"interval"' in x)
+             for run in ("one", "two")]
+    assert math.isclose(*first, rel_tol=1e-5)
 
 
 def test_checkpoints_load_in_open_clip(data, tmp_path):
     import open_clip
 
-    from train.tiny import register_configs
+    from tic_train.tiny import register_configs
 
     run_training(_cfg(data, tmp_path / "run", method="sequential", steps=("2014-2016",)))
     folder = tmp_path / "run" / "checkpoints" / "step-00-2014-2016"
@@ -178,19 +223,66 @@ def test_a_bucket_without_samples_stops_the_run_with_its_folder_named(data, tmp_
         run_training(_cfg(copy, tmp_path / "run", method="sequential"))
 
 
+def test_the_shard_index_locates_each_samples_image_and_caption_from_the_headers(tmp_path):
+    import io
+    import tarfile
+
+    from tic_train.shards import build_index, load_index
+
+    members = [("a.jpg", b"A-image"), ("a.txt", b"a caption"), ("a.json", b"{}"), ("b.PNG", b"B" * 700), ("b.txt", b"b"),
+               ("c.txt", b"no image"), ("d.jpg", b"no caption"), ("sub/e.webp", b"E"), ("sub/e.txt", b"e caption")]
+    tar = tmp_path / "00000000.tar"
+    with tarfile.open(tar, "w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    idx = build_index(tar)
+    assert idx.keys.tolist() == ["a", "b", "sub/e"]  # c (no image) and d (no caption) are left out
+    raw = tar.read_bytes()
+    got = [(raw[o:o + n], raw[p:p + m]) for o, n, p, m in zip(idx.img_off, idx.img_len, idx.txt_off, idx.txt_len)]
+    assert got == [(b"A-image", b"a caption"), (b"B" * 700, b"b"), (b"E", b"e caption")]
+    cached = load_index(tar, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    again = load_index(tar, tmp_path / "cache")  # read back from the cache
+    for f in ("img_off", "img_len", "txt_off", "txt_len", "keys"):
+        assert getattr(cached, f).tolist() == getattr(again, f).tolist() == getattr(idx, f).tolist()
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(raw[:1500])  # cut inside b.PNG
+    with pytest.raises(UserError, match=rf"{re.escape(str(bad))}: cannot read the training shard \(truncated"):
+        build_index(bad)
+
+
 def test_config_file_and_overrides(tmp_path):
+    # the defaults a run relies on when the file says nothing (TiC-CLIP's optimizer settings, one step at a time)
+    d = load_config(None, {"data": "d", "out": "o"})
+    assert (d.method, d.batch_size, d.model, d.lr, d.warmup, d.weight_decay, d.beta1, d.beta2, d.eps) == \
+        ("sequential", 256, "tic-tiny", 5e-4, 50, 0.2, 0.9, 0.98, 1e-6)
+    assert (d.samples_per_step, d.accum_freq, d.precision, d.steps, d.checkpoint_every, d.patching_alpha) == (0, 1, "fp32", (), 0, 0.5)
     f = tmp_path / "run.toml"
-    f.write_text('data = "d"\nout = "o"\nmethod = "cumulative-exp"\nbatch_size = 32\nlr = 1e-4\nsteps = ["2019"]\n')
-    cfg = load_config(str(f), {"batch_size": 16, "lwf_weight": None})
-    assert (cfg.method, cfg.batch_size, cfg.lr, cfg.steps) == ("cumulative-exp", 16, 1e-4, ("2019",))
+    f.write_text('data = "d"\nout = "o"\nmethod = "cumulative-exp"\nbatch_size = 32\nlr = 1e-4\nsteps = ["2019"]\n'
+                 'grad_checkpointing = true\n')
+    cfg = load_config(str(f), {"batch_size": 16, "lwf_weight": None, "warmup": "7"})
+    # the file's values, a flag winning over the file, an unset flag (None) leaving the file's value, strings coerced
+    assert (cfg.method, cfg.batch_size, cfg.lr, cfg.steps, cfg.grad_checkpointing, cfg.warmup, cfg.lwf_weight) == \
+        ("cumulative-exp", 16, 1e-4, ("2019",), True, 7, 1.0)
+    assert load_config(None, {"data": "d", "out": "o", "steps": "2019, 2020"}).steps == ("2019", "2020")
     f.write_text('data = "d"\nout = "o"\nlearning_rate = 1\n')
-    with pytest.raises(UserError, match="unknown key 'learning_rate'"):
+    with pytest.raises(UserError, match=rf"{re.escape(str(f))}: unknown key 'learning_rate'; known keys: .*\blr\b"):
         load_config(str(f), {})
+    f.write_text('data = "d"\nout = "o"\nbatch_size = "many"\n')
+    with pytest.raises(UserError, match=rf"{re.escape(str(f))}: batch_size = 'many' is not a valid int"):
+        load_config(str(f), {})
+    with pytest.raises(UserError, match=r"--set colour=\.\.\.: unknown key"):
+        load_config(None, {"data": "d", "out": "o", "colour": "red"})
+    with pytest.raises(UserError, match="--warmup: warmup = 'soon' is not a valid int"):
+        load_config(None, {"data": "d", "out": "o", "warmup": "soon"})
     with pytest.raises(UserError, match="method 'fancy'"):
         load_config(None, {"data": "d", "out": "o", "method": "fancy"})
     with pytest.raises(UserError, match="not a multiple"):
         load_config(None, {"data": "d", "out": "o", "batch_size": 10, "accum_freq": 3})
-    assert isinstance(RunConfig(), RunConfig)
+    with pytest.raises(UserError, match="no data folder"):
+        load_config(None, {"out": "o"})
 
 
 def test_accumulation_and_checkpointing_compute_the_same_update(data, tmp_path):

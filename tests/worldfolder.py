@@ -1,6 +1,11 @@
 """A small synthetic world taken through the whole data pipeline, for the trainer's tests:
 world -> served on 127.0.0.1 -> curated into the demo benchmark's 5 buckets -> downloaded ->
-eval sets and training shards (DIR/train/shards)."""
+eval sets and training shards (DIR/train/shards).
+
+The test session builds it once (the `world_folder` fixture of conftest.py, WORLD_PAIRS pairs per
+step, WORLD_RETRIEVAL held-out retrieval pairs per bucket: enough for the learnability test's
+claim, ~300 training pairs and 64 held-out pairs in each bucket); tests read it and never write to
+it (runs go to their own folders)."""
 
 from __future__ import annotations
 
@@ -14,13 +19,16 @@ from ticdata.fetch import FetchPolicy
 from ticdata.serve import ImageServer
 from ticdata.synth.world import make_world
 
+WORLD_PAIRS = 400
+WORLD_RETRIEVAL = 64
 
-def build_world_folder(root: Path, pairs_per_step: int = 160) -> Path:
+
+def build_world_folder(root: Path, pairs_per_step: int = 160, retrieval: int = 16) -> Path:
     with ImageServer() as server:
         make_world(root / "world", base_url=server.url, pairs_per_step=pairs_per_step, fail_share=0.0)
         out = root / "cur"
         curate(CurateConfig(inputs=(str(root / "world"),), out=out, benchmark="demo", progress=False), InlineExecutor())
         download(DownloadConfig(dir=out, image_size=64, samples_per_shard=64, threads=8, timeout=3.0, progress=False,
                                 policy=FetchPolicy(allow_private_hosts=True)), InlineExecutor())
-    build_evalsets(EvalConfig(dir=out, retrieval=16, per_class=2, samples_per_shard=64, progress=False), InlineExecutor())
+    build_evalsets(EvalConfig(dir=out, retrieval=retrieval, per_class=2, samples_per_shard=64, progress=False), InlineExecutor())
     return out

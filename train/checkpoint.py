@@ -62,7 +62,3 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
 
 def load_state(folder: Path) -> dict:
     return torch.load(Path(folder) / STATE, map_location="cpu", weights_only=True)
-
-
-def read_info(folder: Path) -> dict:
-    return json.loads((Path(folder) / CONFIG).read_text())["tic"]

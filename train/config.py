@@ -1,7 +1,7 @@
 """The run configuration of `tic train`: a TOML file, overridden by flags.
 
     data = "out/demo/world-curated"      # a folder after `tic evalsets` (its manifest.json names the benchmark)
-    method = "cumulative-all"            # see train.mixture
+    method = "cumulative-all"            # see tic_train.mixture
     samples_per_step = 20000             # C; default: the benchmark's [compute] samples_per_step
     batch_size = 256
     model = "tic-tiny"                   # any open_clip architecture, or a shipped tiny config
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ticdata.errors import UserError
-from train.mixture import METHODS
+from tic_train.methods import DATA_RULES, METHODS
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -130,7 +130,7 @@ def check(cfg: RunConfig) -> None:
         raise UserError("no output folder: set out = RUN in the config or pass --out RUN")
     if cfg.method not in METHODS:
         raise UserError(f"method {cfg.method!r}: choose one of {', '.join(METHODS)}")
-    if cfg.lwf_data not in ("sequential", "cumulative-all", "cumulative-exp", "cumulative-equal"):
+    if cfg.lwf_data not in DATA_RULES:
         raise UserError(f"lwf_data {cfg.lwf_data!r}: choose sequential, cumulative-all, cumulative-exp or cumulative-equal")
     if cfg.precision not in PRECISIONS:
         raise UserError(f"precision {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")

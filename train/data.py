@@ -1,7 +1,7 @@
 """A step's batches: which samples (bucket, tar, sample) each batch holds, and loading them.
 
 The plan is pure arithmetic on counters, with no state to save: draw k of a step picks its bucket
-(`train.sampling`); the j-th draw from bucket b takes sample perm_{b,e}[j mod L_b] where L_b is
+(`tic_train.sampling`); the j-th draw from bucket b takes sample perm_{b,e}[j mod L_b] where L_b is
 the bucket's limit (the replay buffer's share, else its size), e = j div L_b the pass over it, and
 perm_{b,e} a seeded permutation of the bucket's first-L_b samples in the bucket's seeded order.
 So the replay buffer is a fixed random subset of the bucket, reshuffled at each pass, and batch n
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from ticdata.mix import splitmix64 as _splitmix
-from train.sampling import bucket_choices
-from train.shards import Bucket
+from tic_train.sampling import bucket_choices
+from tic_train.shards import Bucket
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ Each (checkpoint, eval set) cell is computed once: its CLIP_benchmark-shaped JSO
 RUN/eval/cells/<checkpoint>/<set>.json, named by a fingerprint of the checkpoint's weights and of
 the eval set, so a rerun reads it back and evaluates nothing; a retrained checkpoint or a rebuilt
 eval set gets a new cell. RUN/eval/matrix.json holds E[i][j] per task (model after step i, eval
-set of step j), the transfer metrics (train.transfer), the static scores per checkpoint and the
+set of step j), the transfer metrics (tic_train.transfer), the static scores per checkpoint and the
 run's compute.
 """
 
@@ -26,11 +26,12 @@ from pathlib import Path
 import torch
 
 from ticdata.errors import UserError
+from ticdata.layout import CuratedFolder, RunFolder
 from ticdata.storage import write_json_atomic
 from ticdata.tars import IMAGE_EXTS
-from train.checkpoint import CONFIG, WEIGHTS
-from train.metrics import classifier_weights, retrieval, zero_shot
-from train.transfer import transfer_metrics
+from tic_train.checkpoint import CONFIG, WEIGHTS
+from tic_train.metrics import classifier_weights, retrieval, zero_shot
+from tic_train.transfer import transfer_metrics
 
 log = logging.getLogger(__name__)
 PRIMARY = {"retrieval": "retrieval_recall@1", "classification": "acc1"}
@@ -53,7 +54,7 @@ class EvalSet:
 
 def read_wds_set(folder: Path, key: str, bucket: str | None = None) -> EvalSet:
     """An eval set in CLIP_benchmark's wds layout (test split)."""
-    from ticdata.reshard import iter_samples
+    from ticdata.wds import iter_samples
 
     folder = Path(folder)
     try:
@@ -98,7 +99,7 @@ def dynamic_sets(data: Path, buckets: list[str]) -> list[EvalSet]:
     out = []
     for b in buckets:
         for kind in ("retrieval", "classification"):
-            folder = data / "eval" / b / kind
+            folder = CuratedFolder(data).eval_set(b, kind)
             if not folder.exists():
                 raise UserError(f"{folder}: missing; run `tic evalsets {data}` first")
             out.append(read_wds_set(folder, f"dyn-{b}-{kind}", b))
@@ -113,7 +114,7 @@ def _checkpoint_fingerprint(folder: Path) -> str:
 def load_model(folder: Path, device: torch.device):
     import open_clip
 
-    from train.tiny import quiet_model_creation, register_configs
+    from tic_train.tiny import quiet_model_creation, register_configs
 
     register_configs()
     arch = json.loads((folder / CONFIG).read_text())["architecture"]
@@ -156,20 +157,20 @@ def evaluate_set(model, tokenizer, pixels: torch.Tensor, es: EvalSet, device, ba
 
 
 def _cell_path(run: Path, ckpt: Path, es: EvalSet) -> Path:
-    return run / "eval" / "cells" / ckpt.name / f"{es.key}.{_checkpoint_fingerprint(ckpt)}-{es.fingerprint}.json"
+    return RunFolder(run).cells(ckpt.name) / f"{es.key}.{_checkpoint_fingerprint(ckpt)}-{es.fingerprint}.json"
 
 
 def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str = "auto", batch: int = 256,
                  progress: bool = True) -> dict:
     """Fill every missing cell of RUN, then write and return RUN/eval/matrix.json."""
     run = Path(run)
-    doc_path = run / "run.json"
+    doc_path = RunFolder(run).run_json
     if not doc_path.exists():
         raise UserError(f"{run}: no run.json; not a `tic train` run folder")
     doc = json.loads(doc_path.read_text())
     data = Path(doc["data"])
     buckets = list(doc["buckets"])
-    ckpts = sorted((run / "checkpoints").glob("step-*"))
+    ckpts = RunFolder(run).step_checkpoints()
     if not ckpts:
         raise UserError(f"{run}/checkpoints: no step checkpoints; train first (tic train ... --out {run})")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
@@ -205,7 +206,7 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
     matrix = _matrix(run, doc, ckpts, sets, cells)
     matrix["computed_cells"] = computed
     matrix["seconds"] = round(time.monotonic() - started, 1)
-    write_json_atomic(run / "eval" / "matrix.json", matrix)
+    write_json_atomic(RunFolder(run).matrix_json, matrix)
     return matrix
 
 
@@ -253,7 +254,7 @@ def _matrix(run: Path, doc: dict, ckpts: list[Path], sets: list[EvalSet], cells:
 
 
 def _cell_rel(run: Path, ckpt: str, key: str) -> str:
-    hits = sorted((run / "eval" / "cells" / ckpt).glob(f"{key}.*.json"))
+    hits = sorted(RunFolder(run).cells(ckpt).glob(f"{key}.*.json"))
     return str(hits[-1].relative_to(run)) if hits else ""
 
 

@@ -18,9 +18,9 @@ At step t (1-based), with new data D_t and a replay buffer of B samples (default
 - restart          random init; uniform over D_1..D_t (cumulative-all's data, trained from scratch).
 - oracle           random init, once, after the last step; uniform over D_1..D_T, budget T x C.
 - lwf              warm start; cumulative-all's data (or sequential's, `lwf_data`) plus a
-                   distillation loss to the previous step's model (see train.losses).
+                   distillation loss to the previous step's model (see tic_train.losses).
 - patching         warm start from the previous patched model; D_t only; then the weights are
-                   interpolated with the previous patched model (see train.patching).
+                   interpolated with the previous patched model (see tic_train.loop).
 
 A buffer share larger than its bucket is capped at the bucket's size and the rest is given to the
 other old buckets in proportion to their shares (so the buffer keeps B samples while the old data
@@ -31,8 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-METHODS = ("sequential", "cumulative-all", "cumulative-exp", "cumulative-equal", "restart", "oracle", "lwf", "patching")
-WARM_START = {"sequential", "cumulative-all", "cumulative-exp", "cumulative-equal", "lwf", "patching"}
+from tic_train.methods import METHODS, method as method_rules
+
+__all__ = ["METHODS", "Mixture", "budget_of", "mixture"]
 
 
 @dataclass(frozen=True)
@@ -86,36 +87,31 @@ def _fill_buffer(shares: list[float], sizes: list[int], buffer: int) -> list[int
 
 def mixture(method: str, step: int, sizes: list[int], buffer: int | None = None, lwf_data: str = "cumulative-all") -> Mixture:
     """The data of `method` at `step` (0-based index into the buckets) given each bucket's size."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    rules = method_rules(method)
     if not 0 <= step < len(sizes):
         raise ValueError(f"step {step} outside the {len(sizes)} buckets")
     T = len(sizes)
     zero = [0.0] * T
-    if method == "lwf":
-        method = lwf_data
-    if method == "oracle":
+    rule = rules.data_rule(lwf_data)
+    if rules.once_at_end:
         step = T - 1
-        method = "cumulative-all"
-    if method == "restart":
-        method = "cumulative-all"
-    if method in ("sequential", "patching") or step == 0:
+    if rule == "sequential" or step == 0:
         w = list(zero)
         w[step] = 1.0
         return Mixture(tuple(w), tuple([None] * T))
-    if method == "cumulative-all":
+    if rule == "cumulative-all":
         total = sum(sizes[: step + 1])
         w = [sizes[i] / total if i <= step else 0.0 for i in range(T)]
         return Mixture(tuple(w), tuple([None] * T))
     B = sizes[step] if buffer is None else buffer
     old = list(range(step))
-    if method == "cumulative-exp":
+    if rule == "cumulative-exp":
         newest_first = _exp_shares(step)
         shares = [newest_first[step - 1 - i] for i in old]
-    elif method == "cumulative-equal":
+    elif rule == "cumulative-equal":
         shares = [1.0 / step] * step
     else:
-        raise ValueError(f"no mixture for {method!r}")
+        raise ValueError(f"no mixture for {rule!r}")
     counts = _fill_buffer(shares, [sizes[i] for i in old], B)
     pool = sizes[step] + sum(counts)
     w = list(zero)
@@ -129,4 +125,4 @@ def mixture(method: str, step: int, sizes: list[int], buffer: int | None = None,
 
 def budget_of(method: str, samples_per_step: int, steps: int) -> int:
     """Samples seen by one training run of the method at a step: C, or T x C for Oracle."""
-    return samples_per_step * steps if method == "oracle" else samples_per_step
+    return method_rules(method).budget(samples_per_step, steps)

@@ -19,7 +19,9 @@ import math
 from pathlib import Path
 
 from ticdata.errors import UserError
+from ticdata.layout import RunFolder
 from ticdata.htmlreport import markdown_to_html
+from ticdata.storage import save_figure_atomic, write_text_atomic
 
 METRIC_HELP = {
     "in_domain": "mean of E[i][i]: each step's model on its own step's eval set",
@@ -32,11 +34,11 @@ METRIC_HELP = {
 def load_matrices(runs: list[Path]) -> list[dict]:
     out = []
     for run in runs:
-        p = Path(run) / "eval" / "matrix.json"
+        p = RunFolder(Path(run)).matrix_json
         if not p.exists():
             raise UserError(f"{run}: no eval/matrix.json; run `tic eval {run}` first")
         m = json.loads(p.read_text())
-        m["run_doc"] = json.loads((Path(run) / "run.json").read_text())
+        m["run_doc"] = json.loads(RunFolder(Path(run)).run_json.read_text())
         out.append(m)
     methods = [m["method"] for m in out]
     if len(set(methods)) != len(methods):
@@ -82,7 +84,7 @@ def _heatmap(m: dict, task: str, path: Path) -> None:
     ax.set_title(f"{m['method']}: {task} ({t['metric']})")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -104,7 +106,7 @@ def _in_domain(ms: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -131,7 +133,7 @@ def _compute(ms: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle("compute vs score (Oracle: retrained on all data at every step)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -172,8 +174,8 @@ def build_report(runs: list[Path], out: Path) -> Path:
     for m in ms[:1]:
         for name, s in m.get("static", {}).items():
             md.append(f"- static set {name}: `{s['folder']}`")
-    (out / "report.md").write_text("\n".join(md) + "\n")
-    (out / "report.html").write_text(markdown_to_html(md, "tic report"))
+    write_text_atomic(out / "report.md", "\n".join(md) + "\n")
+    write_text_atomic(out / "report.html", markdown_to_html(md, "tic report"))
     return out / "report.md"
 
 

@@ -5,7 +5,8 @@ DATA/<bucket>/NNNNNNNN.tar with DATA/<bucket>/sizes.json ({tar name: samples}). 
 are in DATA = DIR/train/shards, so held-out rows are never read.
 
 The index of a tar lists, per sample, the byte offset and size of its image and caption members
-(one pass over the headers with `tarfile`, which seeks over the data). It is built on first use
+(one pass over the headers with `ticdata.wds.index_samples`, which seeks over the data; a sample is
+what webdataset reads as one: consecutive members sharing a key). It is built on first use
 and cached in the run folder (cache/index/<bucket>/<tar>.npz, keyed by the tar's size and mtime),
 so random access is a `pread` of the image bytes: a step can start, or resume, at any sample.
 """
@@ -13,16 +14,16 @@ so random access is a `pread` of the image bytes: a step can start, or resume, a
 from __future__ import annotations
 
 import json
-import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ticdata.errors import UserError
-from ticdata.tars import IMAGE_EXTS
-
+from ticdata.layout import ShardsFolder, bucket_dir
+from ticdata.storage import atomic_file
+from ticdata.tars import TarError
+from ticdata.wds import image_span, index_samples
 
 
 @dataclass(frozen=True)
@@ -41,30 +42,18 @@ class ShardIndex:
 
 def build_index(path: Path) -> ShardIndex:
     """Scan one tar's headers; samples without both an image and a caption are left out."""
-    samples: dict[str, dict] = {}
-    order: list[str] = []
+    keys, img, txt = [], [], []
     try:
-        with tarfile.open(path, "r:") as tf:
-            for m in tf:
-                slash = m.name.rfind("/")
-                dot = m.name.find(".", slash + 1)
-                if not m.isreg() or dot < 0:
-                    continue
-                key, ext = m.name[:dot], m.name[dot + 1:].lower()  # webdataset: the key ends at the first dot
-                if key not in samples:
-                    samples[key] = {}
-                    order.append(key)
-                if ext in IMAGE_EXTS and "img" not in samples[key]:
-                    samples[key]["img"] = (m.offset_data, m.size)
-                elif ext == "txt":
-                    samples[key]["txt"] = (m.offset_data, m.size)
-                tf.members = []
-    except (tarfile.TarError, OSError, EOFError) as e:
+        for key, spans in index_samples(path):
+            image = image_span(spans)
+            if image is not None and "txt" in spans:
+                keys.append(key)
+                img.append(image)
+                txt.append(spans["txt"])
+    except (TarError, OSError) as e:
         raise UserError(f"{path}: cannot read the training shard ({e}); re-create it (tic evalsets / tic reshard)")
-    keep = [k for k in order if "img" in samples[k] and "txt" in samples[k]]
-    arr = lambda f: np.array([f(samples[k]) for k in keep], dtype=np.int64).reshape(-1)  # noqa: E731
-    return ShardIndex(arr(lambda s: s["img"][0]), arr(lambda s: s["img"][1]), arr(lambda s: s["txt"][0]),
-                      arr(lambda s: s["txt"][1]), np.array(keep, dtype=str))
+    img_a, txt_a = (np.array(x, dtype=np.int64).reshape(-1, 2) for x in (img, txt))
+    return ShardIndex(img_a[:, 0].copy(), img_a[:, 1].copy(), txt_a[:, 0].copy(), txt_a[:, 1].copy(), np.array(keys, dtype=str))
 
 
 def load_index(path: Path, cache: Path | None) -> ShardIndex:
@@ -78,11 +67,8 @@ def load_index(path: Path, cache: Path | None) -> ShardIndex:
         z = np.load(f)
         return ShardIndex(z["img_off"], z["img_len"], z["txt_off"], z["txt_len"], z["keys"])
     idx = build_index(path)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f".tmp-{os.getpid()}-{f.name}"
-    with open(tmp, "wb") as fh:
+    with atomic_file(f) as fh:
         np.savez(fh, img_off=idx.img_off, img_len=idx.img_len, txt_off=idx.txt_off, txt_len=idx.txt_len, keys=idx.keys)
-    os.replace(tmp, f)
     return idx
 
 
@@ -107,28 +93,28 @@ class Bucket:
         return t, i - (ends[t] - self.counts[t])
 
 
-def bucket_folders(data: Path, names: list[str]) -> list[Path]:
+def bucket_folders(shards: ShardsFolder, names: list[str]) -> list[Path]:
     out = []
     for n in names:
-        folder = data / n
+        folder = shards.bucket(n)
         if not folder.is_dir():
             raise UserError(f"{folder}: no training shards for bucket {n!r}; run `tic evalsets DIR` (or tic reshard) first")
         out.append(folder)
     return out
 
 
-def open_buckets(data: Path, names: list[str], cache: Path | None) -> list[Bucket]:
+def open_buckets(shards: ShardsFolder, names: list[str], cache: Path | None) -> list[Bucket]:
     """Every bucket's tars (sizes.json order) with their indexes. A bucket may be empty; a step
     that would draw from it stops with the folder named (`StepPlan`)."""
     buckets = []
-    for name, folder in zip(names, bucket_folders(data, names)):
-        sizes_path = folder / "sizes.json"
+    for name, folder in zip(names, bucket_folders(shards, names)):
+        sizes_path = shards.sizes_json(name)
         if sizes_path.exists():
             tars = [folder / t for t in json.loads(sizes_path.read_text())]
         else:
             tars = sorted(folder.glob("*.tar"))
         tars = [t for t in tars if t.exists()]
-        indexes = [load_index(t, None if cache is None else cache / name) for t in tars]
+        indexes = [load_index(t, None if cache is None else bucket_dir(cache, name)) for t in tars]
         counts = np.array([len(ix) for ix in indexes], dtype=np.int64)
         buckets.append(Bucket(name, tars, counts, indexes, folder))
     return buckets
