@@ -45,6 +45,11 @@ def run_demo(out: Path, methods: list[str], port: int = 8765, pairs: int = 3300,
     from ticdata.fetch import FetchPolicy
     from ticdata.serve import ImageServer
 
+    from tic_train.mixture import METHODS
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UserError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)} or 'all'")
     started = time.monotonic()
     times: dict[str, float] = {}
 
@@ -81,15 +86,15 @@ def run_demo(out: Path, methods: list[str], port: int = 8765, pairs: int = 3300,
             from ticdata.audit import headline, run_audit
             from ticdata.audit_report import write_report
 
-            audit = run_audit(data, out / "audit", ex, progress=progress)
+            audit = run_audit(data, out / "audit", ex, progress=progress, overwrite=True)
             write_report(audit, out / "audit")
             lap("audit", t0)
     finally:
         server.stop()
-    from train.config import load_config
-    from train.evaluate import evaluate_run
-    from train.loop import run_training
-    from train.report import build_report
+    from tic_train.config import load_config
+    from tic_train.evaluate import evaluate_run
+    from tic_train.loop import run_training
+    from tic_train.report import build_report
 
     runs = []
     for method in methods:

@@ -162,16 +162,3 @@ def judge_rows(
         + ["_order", "_reason"]
     )
     return out, dropped
-
-
-def recover_rows(
-    raw: pl.DataFrame, snapshots: SnapshotTable, order_base: int = 0
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Observations for the valid rows of `raw` and the count of dropped rows per reason.
-
-    `raw` holds canonical columns (url, text, optional uid and evidence) plus carried columns.
-    The result has uid, url, text, ts, ts_signal, first_snapshot, the normalised evidence
-    columns present in `raw`, the carried columns (renamed if they collide) and `_order`.
-    """
-    judged, dropped = judge_rows(raw, snapshots, order_base)
-    return judged.filter(pl.col("_reason").is_null()).drop("_reason"), dropped

@@ -1,0 +1,159 @@
+"""`tic` verbs of the trainer side: train, eval, report, and demo (the whole pipeline). The
+trainer package (`tic_train`) is imported inside the commands, so the data verbs work without it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ticdata.errors import UserError
+
+
+_TRAIN_FLAGS = ("data", "out", "method", "samples_per_step", "batch_size", "model", "lr", "warmup", "weight_decay",
+                "precision", "seed", "workers", "device", "accum_freq", "buffer", "lwf_weight", "lwf_data",
+                "patching_alpha", "checkpoint_every", "log_every", "threads")
+
+
+def cmd_train(args) -> int:
+    from tic_train.config import load_config
+    from tic_train.loop import format_run_table, run_training
+
+    overrides = {k: getattr(args, k) for k in _TRAIN_FLAGS}
+    if args.grad_checkpointing:
+        overrides["grad_checkpointing"] = True
+    if args.deterministic:
+        overrides["deterministic"] = True
+    if args.steps:
+        overrides["steps"] = args.steps
+    overrides["progress"] = not args.quiet
+    for item in args.set or []:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        overrides[k.strip().replace("-", "_")] = v.strip()
+    cfg = load_config(args.config, overrides)
+    doc = run_training(cfg)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(format_run_table(doc))
+        print(f"checkpoints: {Path(cfg.out).resolve() / 'checkpoints'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from tic_train.evaluate import evaluate_run, format_matrix
+
+    static = {}
+    for item in args.static or []:
+        if "=" not in item:
+            raise UserError(f"--static {item!r}: expected NAME=FOLDER (a CLIP_benchmark wds folder)")
+        name, path = item.split("=", 1)
+        static[name.strip()] = Path(path.strip())
+    for run in args.runs:
+        m = evaluate_run(Path(run), static, device=args.device, batch=args.batch_size, progress=not args.quiet)
+        print(format_matrix(m))
+        print(f"matrix: {Path(run).resolve() / 'eval' / 'matrix.json'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from tic_train.report import build_report, load_matrices, metrics_table
+
+    path = build_report([Path(r) for r in args.runs], Path(args.out))
+    print(metrics_table(load_matrices([Path(r) for r in args.runs])))
+    print(f"report: {path.resolve()} (and {path.with_suffix('.html').resolve()})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ticdata.demo import DEFAULT_METHODS, run_demo
+    from tic_train.mixture import METHODS
+    from tic_train.report import load_matrices, metrics_table
+
+    methods = list(METHODS) if args.methods == "all" else [m.strip() for m in (args.methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
+    res = run_demo(Path(args.out), methods, port=args.port, pairs=args.pairs_per_step, progress=not args.quiet)
+    print()
+    print(metrics_table(load_matrices([Path(r) for r in res["runs"]])))
+    print()
+    print("timestamp audit of the world (" + res["audit_report"] + "):")
+    print("  " + res["audit"].replace("\n", "\n  "))
+    print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in res["times"].items()) + f"; total {res['seconds']}")
+    print(f"report: {Path(res['report']).resolve()}")
+    return 0
+
+
+def add_train(sub, common) -> None:
+    """tic train"""
+    tp = sub.add_parser(
+        "train", parents=[common], help="train a continual method over a benchmark's steps (open_clip models)",
+        description="Train every step of the benchmark of DATA (a folder after tic evalsets: DATA/train/shards) with one "
+        "continual method under a fixed budget of samples per step; one checkpoint per step in OUT/checkpoints/ "
+        "(safetensors + open_clip_config.json), OUT/log.jsonl, OUT/run.json. A killed run resumes where it stopped. "
+        "Methods: sequential, cumulative-all, cumulative-exp, cumulative-equal, restart, oracle, lwf, patching "
+        "(definitions: README and train/mixture.py). Several processes: torchrun --nproc-per-node N -m ticdata.cli train ...")
+    tp.add_argument("--config", metavar="RUN.toml", help="a TOML run config; flags override it")
+    tp.add_argument("--data", help="a folder after tic evalsets")
+    tp.add_argument("--out", help="the run folder")
+    tp.add_argument("--method", help="the continual method (default sequential)")
+    tp.add_argument("--samples-per-step", type=int, help="the budget C in samples seen per step (default: the benchmark's)")
+    tp.add_argument("--batch-size", type=int, help="global batch size (default 256)")
+    tp.add_argument("--model", help="an open_clip architecture or a shipped tiny config (default tic-tiny)")
+    tp.add_argument("--lr", type=float, help="peak learning rate (default 5e-4)")
+    tp.add_argument("--warmup", type=int, help="warmup optimizer steps (default 50)")
+    tp.add_argument("--weight-decay", type=float, help="AdamW weight decay on weight matrices (default 0.2)")
+    tp.add_argument("--precision", help="fp32 or bf16 (autocast) (default fp32)")
+    tp.add_argument("--seed", type=int, help="seed of the initialisation, the draws and the augmentations (default 0)")
+    tp.add_argument("--workers", type=int, help="data loader processes (default 2)")
+    tp.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    tp.add_argument("--accum-freq", type=int, help="micro-batches per optimizer step (gradient accumulation, default 1)")
+    tp.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in the backward pass")
+    tp.add_argument("--buffer", type=int, help="replay buffer size of cumulative-exp/-equal (default |D_t|)")
+    tp.add_argument("--lwf-weight", type=float, help="LwF distillation weight (default 1)")
+    tp.add_argument("--lwf-data", help="LwF's data: sequential or a cumulative method (default cumulative-all)")
+    tp.add_argument("--patching-alpha", type=float, help="Patching: weight of the fine-tuned model (default 0.5)")
+    tp.add_argument("--checkpoint-every", type=int, help="optimizer steps between resume checkpoints (default: every 5 minutes)")
+    tp.add_argument("--log-every", type=int, help="optimizer steps per log line (default 10)")
+    tp.add_argument("--threads", type=int, help="torch threads (default torch's)")
+    tp.add_argument("--steps", help="only these benchmark steps, comma-separated")
+    tp.add_argument("--deterministic", action="store_true", help="deterministic kernels (reproducible resumes)")
+    tp.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any config key")
+    tp.set_defaults(func=cmd_train)
+
+
+def add_eval(sub, common) -> None:
+    """tic eval"""
+    vp = sub.add_parser(
+        "eval", parents=[common], help="score every checkpoint of runs on every bucket's held-out sets (and static sets)",
+        description="For each checkpoint of each RUN and each bucket's held-out sets (DATA/eval/<bucket>/...): "
+        "text-to-image and image-to-text recall@1/5/10, zero-shot top-1/top-5/mean per-class recall; plus static "
+        "CLIP_benchmark wds sets. Cells are cached: a rerun computes only what is missing. Writes RUN/eval/matrix.json "
+        "(E[i][j] per task, in-domain / backward / forward transfer) and CLIP_benchmark-shaped JSON per cell.")
+    vp.add_argument("runs", nargs="+", metavar="RUN", help="run folders of tic train")
+    vp.add_argument("--static", action="append", metavar="NAME=FOLDER", help="a static eval set in CLIP_benchmark's wds layout (repeatable)")
+    vp.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    vp.add_argument("--batch-size", type=int, default=256, help="images or texts per forward pass (default 256)")
+    vp.set_defaults(func=cmd_eval)
+
+
+def add_report(sub, common) -> None:
+    """tic report"""
+    rpp = sub.add_parser(
+        "report", parents=[common], help="Markdown and HTML report with figures from evaluated runs",
+        description="From each RUN's eval/matrix.json (tic eval): eval-matrix heatmaps per method, in-domain performance "
+        "per step, compute (samples, MACs) against the average dynamic and static score, and the metrics table "
+        "(in-domain, backward, forward transfer) in OUT/report.md and OUT/report.html with PNG figures.")
+    rpp.add_argument("runs", nargs="+", metavar="RUN", help="evaluated run folders, one per method")
+    rpp.add_argument("--out", required=True, help="report folder")
+    rpp.set_defaults(func=cmd_report)
+
+
+def add_demo(sub, common) -> None:
+    """tic demo"""
+    dm = sub.add_parser(
+        "demo", parents=[common], help="the whole pipeline on the synthetic world, ending with the report",
+        description="The main job on the embedded default: synthetic drifting world -> served on 127.0.0.1 -> curated into "
+        "the demo benchmark -> downloaded -> eval sets -> each method trained (tiny open_clip model, CPU) -> eval -> report. "
+        "Reruns resume. Prints the metrics table and the report's path.")
+    dm.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    dm.add_argument("--methods", help="comma-separated continual methods, or 'all' (default sequential,cumulative-all,oracle)")
+    dm.add_argument("--port", type=int, default=8765, help="port of the image server on 127.0.0.1 (default 8765)")
+    dm.add_argument("--pairs-per-step", type=int, default=3300, help="world pairs per step (default 3300)")
+    dm.set_defaults(func=cmd_demo)
