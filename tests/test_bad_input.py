@@ -149,6 +149,7 @@ def test_console_script_exit_status_and_no_traceback(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_file_that_breaks_mid_run_is_named(tmp_path):
     """A WARC whose first record is fine but a later one is cut short passes the up-front checks
     and fails inside a Ray task: the error still names the file, in one line, exit status 2."""

@@ -38,12 +38,31 @@ def test_every_flag_has_help():
                 assert action.help, (path, action.option_strings)
 
 
-def test_help_runs_for_every_verb():
-    for verb in (["--help"], ["curate", "--help"], ["synth", "pool", "--help"], ["uids", "import", "--help"],
-                 ["evalsets", "--help"], ["train", "--help"], ["eval", "--help"], ["report", "--help"],
-                 ["demo", "--help"], ["audit", "--help"]):
-        res = subprocess.run([TIC, *verb], capture_output=True, text=True)
-        assert res.returncode == 0 and "usage: tic" in res.stdout
+VERBS = {"synth pool", "synth world", "serve-images", "curate", "uids export", "uids import", "download", "reshard",
+         "evalsets", "train", "eval", "report", "demo", "audit", "benchmarks"}
+
+
+def _command_paths(parser, prefix=()):
+    """Every command the parser defines: the top level, each verb, each group (synth, uids) and sub-verb."""
+    import argparse
+
+    yield prefix
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, p in action.choices.items():
+                yield from _command_paths(p, prefix + (name,))
+
+
+def test_the_parser_defines_every_known_verb():
+    assert {" ".join(p) for p, _ in _leaf_parsers(build_parser())} >= VERBS
+
+
+@pytest.mark.parametrize("path", list(_command_paths(build_parser())), ids=lambda p: " ".join(("tic", *p)))
+def test_help_runs_for_every_verb(path):
+    res = subprocess.run([TIC, *path, "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    usage = " ".join(("usage:", "tic", *path))
+    assert res.stdout.startswith(usage + " ") or res.stdout.startswith(usage + "\n"), res.stdout[:200]
 
 
 def test_shipped_benchmarks():

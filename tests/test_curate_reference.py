@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -71,6 +72,7 @@ def check_against_reference(files: list[Path], out: Path, doc: dict) -> None:
     assert sum(doc["years"].values()) == expected.height
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(row, min_size=1, max_size=40), partitions=st.integers(1, 4), chunk_rows=st.integers(1, 12))
 def test_random_pools_match_duckdb(rows, partitions, chunk_rows):
