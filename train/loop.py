@@ -27,7 +27,7 @@ from ticdata.layout import CuratedFolder, RunFolder
 from ticdata.manifest import load_manifest_json
 from ticdata.storage import read_json, write_json_atomic
 from tic_train.checkpoint import load_weights, save_checkpoint
-from tic_train.config import RunConfig
+from tic_train.config import RunConfig, check
 from tic_train.data import StepPlan
 from tic_train.env import Env, barrier, setup_env
 from tic_train.jsonlog import JsonlLog
@@ -104,6 +104,7 @@ def _run_doc(cfg: RunConfig, run: Path, fresh: dict) -> dict:
 
 def run_training(cfg: RunConfig) -> dict:
     """Every step of the benchmark for cfg.method; returns run.json."""
+    check(cfg)  # a config built in code gets the same one-line errors as one loaded from TOML or flags
     env = setup_env(cfg)
     rules = method(cfg.method)
     data, run = Path(cfg.data), Path(cfg.out)
