@@ -30,6 +30,8 @@ from pathlib import Path
 
 import psutil
 
+from ticdata.layout import CuratedFolder
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAP_RE = r"(CC-MAIN-\d{4}(?:-\d{2,4})?)(?:\D|$)"
@@ -121,7 +123,7 @@ def bench_size(root: Path, rows: int, repeats: int, threads: int) -> dict:
         shutil.rmtree(out, ignore_errors=True)
         wall, peaks = timed([str(BIN / "tic"), "curate", str(pool), "--out", str(out), "-q"])
         ours.append((wall, peaks))
-        doc = json.loads((out / "manifest.json").read_text())
+        doc = json.loads(CuratedFolder(out).manifest_json.read_text())
         dout = root / "out-duckdb"
         shutil.rmtree(dout, ignore_errors=True)
         wall_d, peaks_d = timed([sys.executable, "-c", DUCKDB_JOB, str(pool), str(dout), str(collinfo), str(threads), SNAP_RE])

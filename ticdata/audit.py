@@ -86,8 +86,9 @@ def audit_part(spec: PartSpec) -> dict:
     if "ts" not in cols:
         raise UserError(f"{spec.part}: no 'ts' column; audit a folder written by tic curate")
     snaps = SnapshotTable.load().frame()
-    df = with_signals(lf.with_columns(pl.lit(spec.year, pl.Int32).alias("year")) if "year" not in cols else lf,
-                      cols + ["year"], snaps).collect()
+    lf = lf.with_columns(pl.lit(spec.year, pl.Int32).alias("year")) if "year" not in cols else lf
+    # the evidence join does not keep row order: sort back to the manifest's, so --fix writes the same bytes every run
+    df = with_signals(lf.with_row_index("_row"), cols + ["year"], snaps).collect().sort("_row").drop("_row")
     df = df.with_columns(
         _rec_bucket=bucket_expr(bench, pl.col("sig_recovered")),
         _ev_bucket=bucket_expr(bench, pl.col("sig_earliest")),
