@@ -68,4 +68,6 @@ class ColumnMap:
 
 
 def carried_name(name: str) -> str:
-    return CARRIED_PREFIX + name if name in RESERVED or name in EVIDENCE_OUTPUT else name
+    """A carried column's manifest name: renamed when it collides with a manifest column or with
+    tic's internal working columns (every name starting with '_', e.g. _order, _reason, _row)."""
+    return CARRIED_PREFIX + name if name in RESERVED or name in EVIDENCE_OUTPUT or name.startswith("_") else name

@@ -101,6 +101,7 @@ def make_plan(config: CurateConfig) -> Plan:
     """Validate everything and decide the tasks; writes nothing."""
     snapshots = SnapshotTable.load(config.collinfo)
     bench = load_benchmark(config.benchmark).with_granularity(config.granularity)
+    _check_out_apart(config)
     files = inspect_inputs(list(config.inputs), config.columns, config.input_format)
     other = [f for f in files if f.kind != "parquet"]
     if config.columns.renames and other:
@@ -110,6 +111,18 @@ def make_plan(config: CurateConfig) -> Plan:
     partitions = config.partitions or max(1, math.ceil(est / config.partition_rows))
     schema = manifest_schema([(f.path, list(f.schema)) for f in files])
     return Plan(files, chunks, partitions, schema, bench, snapshots)
+
+
+def _check_out_apart(config: CurateConfig) -> None:
+    """--out may not be an input folder, lie inside one (its manifest would be read as input on a
+    rerun), or hold an input."""
+    out = Path(os.path.realpath(Path(config.out).expanduser()))  # realpath: no error on a symlink loop (named later)
+    for raw in config.inputs:
+        p = Path(os.path.realpath(Path(raw).expanduser()))
+        if p.is_dir() and out.is_relative_to(p):
+            raise UserError(f"--out {config.out}: inside the input folder {raw}; choose an output folder outside the inputs")
+        if p.is_relative_to(out):
+            raise UserError(f"{raw}: an input inside --out {config.out}; choose an output folder apart from the inputs")
 
 
 def make_job(config: CurateConfig, plan: Plan) -> Job:

@@ -123,28 +123,43 @@ class RayExecutor:
             logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             env = {"env_vars": {"POLARS_MAX_THREADS": str(self.task_threads), "RAY_USAGE_STATS_ENABLED": "0"}}
             common = dict(logging_level=logging.WARNING, runtime_env=env, log_to_driver=True)
-            try:
-                if self.address:
-                    host = self.address.split("://")[-1].rsplit(":", 1)[0]
-                    node_ip = os.environ.get("TIC_RAY_NODE_IP") or (host if host.startswith("127.") else None)
-                    kw = {"_node_ip_address": node_ip} if node_ip else {}
-                    ray.init(address=self.address, **kw, **common)
-                else:
-                    ray.init(
-                        address="local",  # a new instance, never a stale `ray start` cluster on this machine
-                        _node_ip_address=default_node_ip(),
-                        num_cpus=self.num_cpus,
-                        include_dashboard=False,
-                        object_store_memory=256 * 1024**2,
-                        **common,
-                    )
-            except ConnectionError as e:
-                raise UserError(
-                    f"cannot reach the Ray cluster at {self.address} ({e}); check --ray-address / RAY_ADDRESS, and for a "
-                    "cluster with token authentication set RAY_AUTH_TOKEN or ~/.ray/auth_token to its token"
-                )
+            for attempt in (1, 2):  # a loaded machine sometimes misses Ray's start-up deadline: once more
+                try:
+                    self._init(ray, common)
+                    break
+                except ConnectionError as e:
+                    if self.address:
+                        raise UserError(
+                            f"cannot reach the Ray cluster at {self.address} ({e}); check --ray-address / RAY_ADDRESS, and for a "
+                            "cluster with token authentication set RAY_AUTH_TOKEN or ~/.ray/auth_token to its token"
+                        )
+                    failure = e
+                except Exception as e:  # noqa: BLE001 - Ray raises RuntimeError, TimeoutError, its own types
+                    failure = e
+                ray.shutdown()
+                if attempt == 2:
+                    first = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+                    raise UserError(f"Ray did not start ({first}); the machine may be overloaded: rerun (the run resumes), "
+                                    "or pass --executor inline")
+                log.warning("Ray did not start (%s); trying once more", type(failure).__name__)
             self._owns_ray = True
         return self
+
+    def _init(self, ray, common: dict) -> None:
+        if self.address:
+            host = self.address.split("://")[-1].rsplit(":", 1)[0]
+            node_ip = os.environ.get("TIC_RAY_NODE_IP") or (host if host.startswith("127.") else None)
+            kw = {"_node_ip_address": node_ip} if node_ip else {}
+            ray.init(address=self.address, **kw, **common)
+        else:
+            ray.init(
+                address="local",  # a new instance, never a stale `ray start` cluster on this machine
+                _node_ip_address=default_node_ip(),
+                num_cpus=self.num_cpus,
+                include_dashboard=False,
+                object_store_memory=256 * 1024**2,
+                **common,
+            )
 
     def __exit__(self, *exc):
         if self._owns_ray:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -103,7 +104,10 @@ class Job:
         if plan_path.exists():
             plan = _read(plan_path) or {}
             if plan.get("fingerprint") != self.fingerprint:
-                return OTHER
+                # an unfinished run of another plan that wrote nothing final (e.g. it stopped at a bad
+                # input, since fixed): its state is only scratch, so it does not force --overwrite
+                nothing_final = mark is None and not any(p.exists() for p in self.outputs)
+                return NEW if nothing_final and not self.repeatable else OTHER
             return RESUME if plan.get("split") == self.split else NEW  # same outputs, other tasks: start over
         if self.repeatable or same:  # same: this plan's outputs were deleted; made again, same bytes
             return NEW
@@ -112,7 +116,8 @@ class Job:
         return NEW
 
     def check(self) -> "Job":
-        """Refuse, before anything is written, a folder this job may not take over."""
+        """Refuse, before anything is written, a folder this job may not take over or cannot write."""
+        _check_writable(self.out)
         if self.assess() == OTHER and not self.overwrite:
             what = self.describe or f"the output of another `tic {self.verb}`"
             raise UserError(f"{self.out}: holds {what} (other inputs or parameters); pass --overwrite to replace it, or choose another folder")
@@ -187,6 +192,17 @@ class Job:
         write_json_atomic(self.mark, {"fingerprint": self.fingerprint, "result": result, "tasks_by_node": self.tasks_by_node})
         if not keep_state:
             shutil.rmtree(self.state, ignore_errors=True)
+
+
+def _check_writable(out: Path) -> None:
+    """The output folder exists (made here) and takes a file; else one line saying why."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".tmp-probe-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"{out}: cannot write the output folder here ({e.strerror or e}); choose another folder") from None
 
 
 def unfinished_plan(out: Path, verb: str) -> dict | None:

@@ -219,7 +219,15 @@ def _iter_members(path: str | Path, skipped: list[int] | None, read: bool) -> It
             here = offset
             offset += BLOCK
             if "size" in pax:
-                size = int(pax["size"])
+                try:
+                    size = int(pax["size"])
+                except ValueError:
+                    raise TarError(f"bad pax size {pax['size'][:20]!r} for the member at byte {here}") from None
+                if size < 0:
+                    raise TarError(f"negative pax size for the member at byte {here}")
+            if offset + size > end and typeflag not in (b"1", b"2", b"3", b"4", b"5", b"6"):
+                # a size field beyond the file (base-256 2**62, pax 10**18): truncated or forged, never read
+                raise TarError(f"truncated: the member at byte {here} claims {size} bytes, the file ends at byte {end}")
             padded = size + (-size % BLOCK)
             if typeflag in (b"x", b"g", b"L", b"K"):
                 data = _read_exact(fh, padded, here, "an extended header")[:size]

@@ -80,27 +80,38 @@ def read_head(path: Path, n: int = 4096) -> bytes:
     return head
 
 
+def _regular(p: Path, raw: str) -> Path:
+    """The resolved path of an input file; a FIFO, device or socket would block or mislead a reader,
+    a symlink loop has no target: both are refused with the path named."""
+    try:
+        resolved = p.resolve(strict=True)
+    except (RuntimeError, OSError) as e:  # RuntimeError: a symlink loop (Python 3.11)
+        raise UserError(f"{raw}: cannot be resolved ({getattr(e, 'strerror', None) or e}); a symlink loop or a dangling link? Fix or remove it")
+    if not resolved.is_file():
+        raise UserError(f"{raw}: not a regular file (a FIFO, socket or device); inputs are regular files or folders of them")
+    return resolved
+
+
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files named or found (recursively) under the given paths, sorted, hidden files skipped."""
+    """Files named or found (recursively) under the given paths, sorted; files and folders whose
+    names start with '.' or '_' (Hadoop/Spark markers, tic's own .tic state) are skipped at any depth."""
     files: list[Path] = []
     for raw in inputs:
         p = Path(raw).expanduser()
-        if not p.exists():
+        if not p.exists() and not p.is_symlink():
             raise UserError(f"{raw}: no such file or directory; check the path (inputs are Parquet, WARC/WAT, YFCC or RedCaps files, or folders of them)")
         if p.is_dir():
-            found = [
-                Path(root) / name
-                for root, dirs, names in os.walk(p)
-                for name in names
-                if not name.startswith((".", "_")) and name not in SKIP_NAMES
-            ]
+            found = []
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+                found += [_regular(Path(root) / name, str(Path(root) / name)) for name in names
+                          if not name.startswith((".", "_")) and name not in SKIP_NAMES]
             if not found:
                 raise UserError(f"{raw}: the folder holds no input files")
             files.extend(found)
         else:
-            files.append(p)
-    unique = sorted({f.resolve() for f in files})
-    return unique
+            files.append(_regular(p, raw))
+    return sorted(set(files))
 
 
 def detect_kind(path: Path, forced: str | None = None) -> str:

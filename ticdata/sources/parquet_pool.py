@@ -69,8 +69,10 @@ def inspect(path: Path, columns: ColumnMap) -> InputFile:
             target = renames[name]
             if dtype == pl.Null:
                 dtype = pl.String
-        elif name in CANONICAL:
-            target = "src_" + name  # a canonical name the user re-pointed elsewhere: carried, renamed
+        elif name in CANONICAL or name.startswith("_"):
+            # a canonical name the user re-pointed elsewhere, or one in tic's internal namespace
+            # (_order, _reason, _row, ...): carried, renamed
+            target = "src_" + name
         else:
             target = name
         out.append((target, dtype))
@@ -97,9 +99,29 @@ def chunks(f: InputFile, chunk_rows: int) -> list[tuple[int, int]]:
     return spans
 
 
+_PER_SECOND = {"ms": 10**3, "us": 10**6, "ns": 10**9}
+_YEAR_1, _YEAR_9999 = -62_135_596_800, 253_402_300_799  # seconds since 1970 of 0001-01-01 and 9999-12-31T23:59:59
+
+
+def _in_range(name: str, dtype: pl.Datetime) -> pl.Expr:
+    """A timestamp outside years 1-9999 (e.g. +-2**62 ms) is no evidence: null, so the row is dated
+    by its other evidence or dropped with a counted reason (Polars cannot convert it to microseconds)."""
+    per = _PER_SECOND[dtype.time_unit or "us"]
+    raw = pl.col(name).cast(pl.Int64)
+    return pl.when(raw.is_between(_YEAR_1 * per, _YEAR_9999 * per)).then(pl.col(name)).otherwise(None).alias(name)
+
+
 def read(f: InputFile, spec: tuple[int, int], columns: ColumnMap) -> tuple[pl.DataFrame, dict[str, int]]:
     start, rows = spec
-    # Polars' reader with a row slice reads only the row groups the slice covers.
-    df = pl.scan_parquet(f.path).slice(start, rows).collect()
-    df = df.rename(dict(f.rename))
-    return df.select([pl.col(n).cast(t) for n, t in f.schema]), {}
+    try:
+        # Polars' reader with a row slice reads only the row groups the slice covers.
+        df = pl.scan_parquet(f.path).slice(start, rows).collect()
+        df = df.rename(dict(f.rename))
+        df = df.select([pl.col(n).cast(t) for n, t in f.schema])
+        return df.with_columns([_in_range(n, t) for n, t in f.schema if isinstance(t, pl.Datetime)]), {}
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError) as e:
+        # a damaged data page, strings that are not UTF-8, timestamps outside what Polars holds
+        # (+-2**62 ms): the metadata looked fine, the data does not
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{f.path}: rows {start:,}-{start + rows - 1:,} cannot be read ({why[:200]}); "
+                        "the file is damaged or holds values Parquet readers refuse: rewrite it, or leave it out") from None
