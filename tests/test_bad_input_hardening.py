@@ -18,6 +18,7 @@ from ticdata.cli import main
 from ticdata.errors import UserError
 from ticdata.tars import TarError, _header, _pax_record, iter_members
 
+
 GOOD = {"url": ["http://a/1.jpg", "http://a/2.jpg"], "text": ["a cat on a mat", "a dog in a fog"],
         "source": ["crawl-data/CC-MAIN-2019-04/segments/1/wat/x.warc.wat.gz"] * 2}
 
@@ -266,3 +267,54 @@ def test_ray_that_will_not_start_is_retried_once_then_one_line(monkeypatch):
     ex = RayExecutor()
     assert ex.__enter__() is ex and len(calls) == 4
     ex._owns_ray = False  # nothing was started: nothing to stop
+
+
+# -------------------------------------------------------------------------------------- YFCC
+
+
+def test_yfcc_webscope_23_columns_read_as_the_aws_25(tmp_path):
+    from test_sources_yfcc import PHOTOS, _row, check, read_all
+
+    from ticdata.sources import detect_kind, yfcc
+
+    lines = ["\t".join(_row(*r)[c] for c in yfcc.WEBSCOPE_COLUMNS) for r in PHOTOS]
+    path = tmp_path / "yfcc100m_dataset"
+    path.write_text("\n".join(lines) + "\n")
+    assert len(lines[0].split("\t")) == 23 and detect_kind(path) == "yfcc"
+    check(*read_all(path))
+
+
+def test_yfcc_bytes_that_are_not_utf8_are_replaced_not_fatal(tmp_path, capsys):
+    from test_sources_yfcc import PHOTOS, _row
+
+    from ticdata.sources import yfcc
+
+    lines = ["\t".join(_row(*r)[c] for c in yfcc.FULL_COLUMNS[1:]) for r in PHOTOS]
+    data = ("\n".join(f"{i}\t{line}" for i, line in enumerate(lines)) + "\n").encode()
+    data = data.replace(b"Golden", b"Gol\xffden\xc3")  # a stray byte and a cut sequence in a title
+    (tmp_path / "y.tsv").write_bytes(data)
+    code, err = run(curate([tmp_path / "y.tsv"], tmp_path / "out", "--benchmark", "tic-yfcc"), capsys)
+    assert code == 0, err
+    led = ledger_balances(tmp_path / "out")
+    man = pl.read_parquet(tmp_path / "out" / "manifest" / "*" / "*.parquet")
+    assert led["rows_in"] == len(PHOTOS) and man.filter(pl.col("text").str.contains("Gol\ufffdden")).height == 1
+
+
+# ----------------------------------------------------------------------------------- RedCaps
+
+
+def test_redcaps_deep_json_is_one_line_and_removed_captions_are_counted_drops(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"annotations": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code, err = run(curate([deep], tmp_path / "o1", "--benchmark", "tic-redcaps"), capsys)
+    assert code == 2
+    one_line(err, "deep.json", "nested too deep")
+    anns = [{"image_id": f"i{k}", "url": f"https://i.redd.it/{k}.jpg", "created_utc": 1546300800 + k,
+             "caption": cap, "raw_caption": "the raw text", "subreddit": "pics"}
+            for k, cap in enumerate(["a kept caption", "", None])]
+    (tmp_path / "pics_2019.json").write_text(json.dumps({"info": {}, "annotations": anns}))
+    code, err = run(curate([tmp_path / "pics_2019.json"], tmp_path / "o2", "--benchmark", "tic-redcaps"), capsys)
+    assert code == 0, err
+    led = ledger_balances(tmp_path / "o2")
+    assert led["kept"] == 1 and sum(led["dropped"].values()) == 2
+    assert pl.read_parquet(tmp_path / "o2" / "manifest" / "*" / "*.parquet")["text"].to_list() == ["a kept caption"]

@@ -34,8 +34,8 @@ DOC = {
     "info": {"url": "https://redcaps.xyz", "version": "1.0", "subreddit": "itookapicture", "year": 2019},
     "annotations": [
         ann("a1", "itap of a red fox", "ITAP of a red fox!", 1546300800.0),
-        ann("b2", None, "ITAP of snow", 1546387200.5),  # caption missing: raw_caption
-        ann("c3", "", "my cat", 1546473600),  # empty caption: raw_caption; an int time is still a float
+        ann("b2", None, "ITAP of snow", 1546387200.5),  # caption null: removed by RedCaps, no text (not raw_caption)
+        ann("c3", "", "my cat", 1546473600),  # empty caption: removed, no text; an int time is still a float
         ann(42, "numeric id", "x", "1546560000.0"),  # ids and times as Reddit dumps sometimes give them
         ann("e5", "no time", "x", None),
     ],
@@ -59,7 +59,7 @@ def test_reads_annotations(tmp_path, compress):
     assert stats == {}
     assert df.columns == f.columns == ["url", "text", "created_utc", "image_id", "subreddit", "author", "permalink"]
     assert df.schema["created_utc"] == pl.Float64
-    assert df["text"].to_list() == ["itap of a red fox", "ITAP of snow", "my cat", "numeric id", "no time"]
+    assert df["text"].to_list() == ["itap of a red fox", None, "", "numeric id", "no time"]
     assert df["created_utc"].to_list() == [1546300800.0, 1546387200.5, 1546473600.0, 1546560000.0, None]
     assert df["image_id"].to_list() == ["a1", "b2", "c3", "42", "e5"]
     first = df.row(0, named=True)

@@ -1,6 +1,8 @@
 """RedCaps annotation files ({"info": ..., "annotations": [...]}, optionally gzip): one Reddit post, one pair.
 
-The text is the cleaned `caption`, else `raw_caption`; `created_utc` (post time, epoch seconds, a
+The text is the cleaned `caption`: an empty (or null) caption is RedCaps' deliberate removal of a
+post's text, so the row has no text and is dropped with a counted reason, never filled from
+`raw_caption` (used only by files that have no `caption` key at all); `created_utc` (post time, epoch seconds, a
 float as Reddit gives it) is the timestamp evidence. A file is one JSON document (one subreddit-year,
 tens of MB), so it is parsed whole: inspect validates it and records the exact row count, and
 `chunks()` gives one chunk per file.
@@ -46,6 +48,8 @@ def _annotations(path: str | Path) -> list[dict]:
         raise UserError(f"{path}: cannot read ({e}); re-download it or remove it from the inputs") from None
     except ValueError as e:  # JSONDecodeError and bad UTF-8
         raise UserError(f"{path}: not valid JSON ({e}); re-download the RedCaps annotations or remove the file") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deep to be RedCaps annotations; re-download the file or remove it") from None
     anns = doc.get("annotations") if isinstance(doc, dict) else None
     if not isinstance(anns, list):
         raise UserError(f"{path}: no \"annotations\" list; expected a RedCaps annotation file {{\"info\": ..., \"annotations\": [...]}}")
@@ -83,7 +87,7 @@ def read(f: InputFile, spec: tuple, columns: ColumnMap) -> tuple[pl.DataFrame, d
     anns = _annotations(f.path)
     data = {
         "url": [_str(a.get("url")) for a in anns],
-        "text": [_str(a.get("caption") or a.get("raw_caption")) for a in anns],
+        "text": [_str(a["caption"] if "caption" in a else a.get("raw_caption")) for a in anns],
         "created_utc": [_float(a.get("created_utc")) for a in anns],
         **{k: [_str(a.get(k)) for a in anns] for k in ("image_id", "subreddit", "author", "permalink")},
     }

@@ -1,4 +1,5 @@
-"""YFCC100M metadata: the headerless 25-column yfcc100m_dataset file or a TSV with a header (YFCC15M).
+"""YFCC100M metadata: the headerless yfcc100m_dataset file (Webscope's 23 columns, or the AWS copy's
+25 with a line number and hash added) or a TSV with a header (YFCC15M).
 
 A photo is one pair: its download URL and its URL-encoded title + description, decoded. Videos
 (marker 1) are not image pairs: skipped and counted. Upload time stays raw epoch seconds.
@@ -35,6 +36,8 @@ FULL_COLUMNS = (
     "downloadurl", "licensename", "licenseurl", "serverid", "farmid", "secret", "secretoriginal", "ext",
     "marker",
 )  # fmt: skip
+# Yahoo Webscope's original file has 23 columns: the same without AWS's line number and hash.
+WEBSCOPE_COLUMNS = tuple(c for c in FULL_COLUMNS if c not in ("line", "hash"))
 REQUIRED = ("downloadurl", "title", "dateuploaded")
 OPTIONAL = ("description", "marker", "photoid", "pageurl", "datetaken", "licensename")  # null when absent
 SCHEMA = (
@@ -59,7 +62,7 @@ def sniff(path: Path, head: bytes) -> bool:
     if b"\t" not in first:
         return False
     fields = _fields(first)
-    return "dateuploaded" in fields or len(fields) == len(FULL_COLUMNS)
+    return "dateuploaded" in fields or len(fields) in (len(FULL_COLUMNS), len(WEBSCOPE_COLUMNS))
 
 
 def _open(path: str | Path):
@@ -84,9 +87,11 @@ def _layout(path: str | Path) -> tuple[tuple[str, ...], int]:
         return tuple(f.strip() for f in fields), len(first)
     if len(fields) == len(FULL_COLUMNS):
         return FULL_COLUMNS, 0
+    if len(fields) == len(WEBSCOPE_COLUMNS):
+        return WEBSCOPE_COLUMNS, 0
     raise UserError(
         f"{path}: not YFCC metadata (first line has {len(fields)} tab-separated fields; expected a header with "
-        f"dateuploaded or the 25 columns of yfcc100m_dataset); fix the file or remove it from the inputs"
+        f"dateuploaded, the 23 columns of Webscope's yfcc100m_dataset or the 25 of its AWS copy); fix the file or remove it from the inputs"
     )
 
 
@@ -151,6 +156,7 @@ def read(f: InputFile, spec: tuple[int, int], columns: ColumnMap) -> tuple[pl.Da
         df = pl.read_csv(
             io.BytesIO(data), has_header=False, new_columns=list(names), separator="\t", quote_char=None,
             infer_schema=False, truncate_ragged_lines=True, empty_string_is_null=False,
+            encoding="utf8-lossy",  # a byte that is not UTF-8 becomes U+FFFD, as in the sniffing above
         )  # fmt: skip
     else:
         df = pl.DataFrame(schema={n: pl.String for n in names})
