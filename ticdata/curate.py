@@ -102,7 +102,8 @@ def make_plan(config: CurateConfig) -> Plan:
     snapshots = SnapshotTable.load(config.collinfo)
     bench = load_benchmark(config.benchmark).with_granularity(config.granularity)
     _check_out_apart(config)
-    files = inspect_inputs(list(config.inputs), config.columns, config.input_format)
+    files = inspect_inputs(list(config.inputs), config.columns, config.input_format,
+                           exclude=Path(os.path.realpath(Path(config.out).expanduser())))
     other = [f for f in files if f.kind != "parquet"]
     if config.columns.renames and other:
         log.warning("--column applies to Parquet inputs only; %d %s file(s) keep their own layout", len(other), other[0].kind)
@@ -114,13 +115,11 @@ def make_plan(config: CurateConfig) -> Plan:
 
 
 def _check_out_apart(config: CurateConfig) -> None:
-    """--out may not be an input folder, lie inside one (its manifest would be read as input on a
-    rerun), or hold an input."""
+    """An input inside --out (e.g. its own manifest) is refused; --out inside an input folder is
+    fine: its files are left out of the inputs (`inspect_inputs(exclude=...)`)."""
     out = Path(os.path.realpath(Path(config.out).expanduser()))  # realpath: no error on a symlink loop (named later)
     for raw in config.inputs:
         p = Path(os.path.realpath(Path(raw).expanduser()))
-        if p.is_dir() and out.is_relative_to(p):
-            raise UserError(f"--out {config.out}: inside the input folder {raw}; choose an output folder outside the inputs")
         if p.is_relative_to(out):
             raise UserError(f"{raw}: an input inside --out {config.out}; choose an output folder apart from the inputs")
 

@@ -17,7 +17,7 @@ Readers never compute timestamps or drop rows: that is `ticdata.recover`'s job.
 
 from __future__ import annotations
 
-import gzip
+import zlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,13 +71,13 @@ def read_head(path: Path, n: int = 4096) -> bytes:
     """The first bytes of a file, decompressed when it is gzip (WARC/WAT/TSV/JSON often are)."""
     with open(path, "rb") as fh:
         head = fh.read(n)
-    if head[:2] == b"\x1f\x8b":
-        try:
-            with gzip.open(path, "rb") as gz:
-                return gz.read(n)
-        except (OSError, EOFError):
-            return b""
-    return head
+        if head[:2] != b"\x1f\x8b":
+            return head
+        raw = head + fh.read(1 << 16)
+    try:  # what inflates before any cut: a file cut short still shows what it is (and is then named truncated)
+        return zlib.decompressobj(31).decompress(raw, n)
+    except zlib.error:
+        return b""
 
 
 def _regular(p: Path, raw: str) -> Path:
@@ -92,9 +92,10 @@ def _regular(p: Path, raw: str) -> Path:
     return resolved
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
+def expand_inputs(inputs: list[str], exclude: Path | None = None) -> list[Path]:
     """Files named or found (recursively) under the given paths, sorted; files and folders whose
-    names start with '.' or '_' (Hadoop/Spark markers, tic's own .tic state) are skipped at any depth."""
+    names start with '.' or '_' (Hadoop/Spark markers, tic's own .tic state) are skipped at any depth,
+    and so is the folder `exclude` (the output folder, when it lies inside an input folder)."""
     files: list[Path] = []
     for raw in inputs:
         p = Path(raw).expanduser()
@@ -103,7 +104,8 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         if p.is_dir():
             found = []
             for root, dirs, names in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+                dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_"))
+                                 and (exclude is None or Path(os.path.realpath(Path(root) / d)) != exclude))
                 found += [_regular(Path(root) / name, str(Path(root) / name)) for name in names
                           if not name.startswith((".", "_")) and name not in SKIP_NAMES]
             if not found:
@@ -132,10 +134,12 @@ def detect_kind(path: Path, forced: str | None = None) -> str:
     )
 
 
-def inspect_inputs(inputs: list[str], columns: ColumnMap, forced_kind: str | None = None) -> list[InputFile]:
-    """Expand, detect and validate every input before anything is written."""
+def inspect_inputs(inputs: list[str], columns: ColumnMap, forced_kind: str | None = None,
+                   exclude: Path | None = None) -> list[InputFile]:
+    """Expand, detect and validate every input before anything is written (`exclude`: a folder
+    left out, the output folder)."""
     out = []
-    for path in expand_inputs(inputs):
+    for path in expand_inputs(inputs, exclude):
         kind = detect_kind(path, forced_kind)
         out.append(reader(kind).inspect(path, columns))
     return out
