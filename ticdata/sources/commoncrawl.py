@@ -6,17 +6,27 @@ the crawl id (`snapshot`) and the file path (`source`) as timestamp evidence; da
 One chunk per file: warcio streams record by record, so memory holds one record plus the pairs.
 Stats: records, pages (HTML responses / WAT records with HTML-Metadata), images (img tags or IMG@/src
 links with a non-data: src), images_without_alt (not pairs), and bad_json (WAT records that are not
-JSON) when there are any. A record cut short is a UserError for the whole file.
+JSON) when there are any; `dropped:bad_record` counts WAT records whose JSON has a wrong type where
+the WAT layout has a fixed one (a list as WARC-Target-URI, a number as an alt), each one dropped input.
+A file cut short (a record shorter than its Content-Length, or a gzip member without its end) is a
+UserError for the whole file, as is a corrupt gzip stream. gzip files are decompressed by Python's
+gzip module and handed to warcio as plain WARC, so a file compressed as one gzip stream (not one
+member per record) reads like a per-record one.
+
+Text: HTML attribute values are entity-decoded once, by the HTML parser; WAT alt values are used as
+written, since CommonCrawl's WAT writer has already decoded them (the same page as WARC and as WAT
+gives the same pairs). A page's encoding follows the WHATWG order (BOM, HTTP charset, meta prescan,
+UTF-8): see `ticdata.sources.htmlcharset`.
 """
 
 from __future__ import annotations
 
 import codecs
+import gzip
 import json
 import zlib
 from collections.abc import Iterator
 from contextlib import closing
-from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin
@@ -30,7 +40,7 @@ from warcio.statusandheaders import StatusAndHeadersParserException
 from ticdata.columns import ColumnMap
 from ticdata.errors import UserError
 from ticdata.snapshots import find_snapshot_id
-from ticdata.sources import InputFile
+from ticdata.sources import InputFile, htmlcharset
 
 KIND = "warc"
 SCHEMA = (
@@ -43,9 +53,40 @@ SCHEMA = (
 )
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 BLOCK = 1 << 16
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _BadGzip(Exception):
+    """The gzip layer of a file is cut short or corrupt. Not an EOFError: warcio takes an EOFError
+    while it reads a record header for the clean end of the file, which would hide the cut."""
+
+
+class _Gunzip:
+    """A gzip file's decompressed bytes (every member, however the file was compressed), for warcio."""
+
+    def __init__(self, fh) -> None:
+        self._gz = gzip.GzipFile(fileobj=fh, mode="rb")
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._gz.read(size)
+        except EOFError:
+            raise _BadGzip(
+                "truncated: the gzip data ends before its end marker, so the file was cut short (an interrupted download?)"
+            ) from None
+        except (OSError, zlib.error) as e:
+            raise _BadGzip(f"corrupt gzip data ({e})") from None
+
+
+class _BadRecord(Exception):
+    """A WAT record whose JSON has a wrong type where the WAT layout has a fixed one."""
+
+
 # What warcio raises on a file that is not WARC or is cut short (AttributeError: a header block
 # cut before WARC-Target-URI makes warcio call None.startswith).
-_WARCIO_ERRORS = (ArchiveLoadFailed, StatusAndHeadersParserException, OSError, EOFError, zlib.error, ValueError, AttributeError)
+_WARCIO_ERRORS = (
+    _BadGzip, ArchiveLoadFailed, StatusAndHeadersParserException, OSError, EOFError, zlib.error, ValueError, AttributeError
+)
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -55,6 +96,8 @@ def sniff(path: Path, head: bytes) -> bool:
 def _bad(path: Path | str, e: BaseException | str) -> UserError:
     if isinstance(e, AttributeError):
         e = "truncated or malformed record header"
+    if isinstance(e, _BadGzip):
+        return UserError(f"{path}: {e}; re-download it or remove it from the inputs")
     why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
     return UserError(f"{path}: not a readable WARC/WAT file ({why}); re-download it or remove it from the inputs")
 
@@ -62,7 +105,9 @@ def _bad(path: Path | str, e: BaseException | str) -> UserError:
 def _records(path: Path | str) -> Iterator:
     """warcio records, streamed; a record shorter than its Content-Length (a truncated file) is an error."""
     with open(path, "rb") as fh:
-        it = iter(ArchiveIterator(fh))
+        gzipped = fh.read(2) == GZIP_MAGIC
+        fh.seek(0)
+        it = iter(ArchiveIterator(_Gunzip(fh) if gzipped else fh))
         while True:
             try:
                 rec = next(it)
@@ -150,50 +195,57 @@ class _Images(HTMLParser):
     handle_startendtag = handle_starttag
 
 
-def _charset(content_type: str) -> str:
-    for part in content_type.split(";")[1:]:
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "charset":
-            try:
-                return codecs.lookup(value.strip().strip("'\"")).name
-            except LookupError:
-                break
-    return "utf-8"
-
-
 def _html_images(path: Path | str, rec, content_type: str) -> tuple[str | None, list[tuple[str, str]]]:
-    """(base URL, images) of one HTML page, fed to the parser block by block."""
-    decoder = codecs.getincrementaldecoder(_charset(content_type))(errors="replace")
+    """(base URL, images) of one HTML page, fed to the parser block by block; the encoding is found
+    from the first 1024 bytes and the HTTP Content-Type (WHATWG order)."""
+    blocks = _content(path, rec)
+    head = b""
+    for block in blocks:
+        head += block
+        if len(head) >= htmlcharset.PRESCAN_BYTES:
+            break
+    codec, bom = htmlcharset.sniff(head, content_type)
+    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
     parser = _Images()
-    for block in _content(path, rec):
+    parser.feed(decoder.decode(head[bom:]))
+    for block in blocks:
         parser.feed(decoder.decode(block))
     parser.feed(decoder.decode(b"", final=True))
     parser.close()
     return parser.base, parser.images
 
 
-def _dig(obj, *keys):
-    for k in keys:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(k)
-    return obj
+def _field(obj: dict, key: str, kind: type):
+    """obj[key] when it has the WAT layout's type, None when absent or null; another type is a bad record."""
+    value = obj.get(key)
+    if value is None or isinstance(value, kind):
+        return value
+    raise _BadRecord(f"{key} is a JSON {type(value).__name__}, not a {kind.__name__}")
 
 
-def _wat_images(meta: dict) -> tuple[str | None, str | None, str | None, list[tuple[str, str]]] | None:
-    """(page URL, capture date, base, images) of one WAT record, or None when it holds no HTML metadata."""
-    envelope = meta.get("Envelope")
-    html = _dig(envelope, "Payload-Metadata", "HTTP-Response-Metadata", "HTML-Metadata")
-    if not isinstance(html, dict):
+def _wat_images(meta) -> tuple[str | None, str | None, str | None, list[tuple[str, str]]] | None:
+    """(page URL, capture date, base, images) of one WAT record, or None when it holds no HTML metadata.
+    Alt values are used as written: CommonCrawl's WAT writer has already decoded their entities."""
+    if not isinstance(meta, dict):
+        raise _BadRecord("the record is not a JSON object")
+    envelope = _field(meta, "Envelope", dict)
+    if envelope is None:
+        raise _BadRecord("no Envelope")
+    header = _field(envelope, "WARC-Header-Metadata", dict) or {}
+    page, date = _field(header, "WARC-Target-URI", str), _field(header, "WARC-Date", str)
+    payload = _field(envelope, "Payload-Metadata", dict) or {}
+    response = _field(payload, "HTTP-Response-Metadata", dict) or {}
+    html = _field(response, "HTML-Metadata", dict)
+    if html is None:
         return None
-    header = _dig(envelope, "WARC-Header-Metadata") or {}
-    base = _dig(html, "Head", "Base")
-    images = [
-        (str(link.get("url") or "").strip(), _clean(unescape(str(link.get("alt") or ""))))
-        for link in html.get("Links") or []
-        if isinstance(link, dict) and link.get("path") == "IMG@/src"
-    ]
-    return _uri(header.get("WARC-Target-URI")), header.get("WARC-Date"), base if isinstance(base, str) else None, images
+    base = _field(_field(html, "Head", dict) or {}, "Base", str)
+    images = []
+    for link in _field(html, "Links", list) or []:
+        if not isinstance(link, dict):
+            raise _BadRecord("a link is not a JSON object")
+        if link.get("path") == "IMG@/src":
+            images.append(((_field(link, "url", str) or "").strip(), _clean(_field(link, "alt", str))))
+    return _uri(page), date, base, images
 
 
 def read(f: InputFile, spec: tuple, columns: ColumnMap) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -220,10 +272,14 @@ def read(f: InputFile, spec: tuple, columns: ColumnMap) -> tuple[pl.DataFrame, d
         elif kind == "metadata" and "json" in (rec.rec_headers.get_header("Content-Type") or ""):
             try:
                 meta = json.loads(b"".join(_content(f.path, rec)))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: JSON nested too deep to parse
                 stats["bad_json"] = stats.get("bad_json", 0) + 1
                 continue
-            found = _wat_images(meta) if isinstance(meta, dict) else None
+            try:
+                found = _wat_images(meta)
+            except _BadRecord:
+                stats["dropped:bad_record"] = stats.get("dropped:bad_record", 0) + 1
+                continue
             if found is None:
                 continue
             page, date, base, images = found
