@@ -29,7 +29,7 @@ ROUTES = {
     "500": "failed_to_download",
     "slow": "failed_to_download",
     "truncated": "failed_to_download",
-    "corrupt": "failed_to_resize",
+    "corrupt": "refused",  # its size cannot be read before decoding: refused, never decoded
     "huge": "refused",
     "noai": "refused",
 }
