@@ -318,3 +318,26 @@ def test_redcaps_deep_json_is_one_line_and_removed_captions_are_counted_drops(tm
     led = ledger_balances(tmp_path / "o2")
     assert led["kept"] == 1 and sum(led["dropped"].values()) == 2
     assert pl.read_parquet(tmp_path / "o2" / "manifest" / "*" / "*.parquet")["text"].to_list() == ["a kept caption"]
+
+
+def test_member_names_with_terminal_escapes_are_counted_never_copied(tmp_path):
+    """A sample whose member extension carries control characters is malformed (counted, named in
+    reshard.json's examples, escaped), and no output member name holds such a character."""
+    from ticdata.executor import InlineExecutor
+    from ticdata.reshard import reshard
+    from ticdata.tars import TarWriter
+    from ticdata.uidlists import write_uid_file
+
+    uids = ["%032x" % k for k in (1, 2)]
+    (tmp_path / "pool").mkdir()
+    with open(tmp_path / "pool" / "00000000.tar", "wb") as fh:
+        w = TarWriter(fh)
+        for uid, ext in ((uids[0], "jpg"), (uids[1], "jpg\x1b[2J")):
+            w.add(f"k{uid}.{ext}", b"\xff\xd8 image")
+            w.add(f"k{uid}.json", json.dumps({"uid": uid}).encode())
+        w.close()
+    write_uid_file(tmp_path / "b.npy", uids)
+    doc = reshard([str(tmp_path / "pool")], tmp_path / "out", InlineExecutor(), uid_files=[str(tmp_path / "b.npy")], progress=False)
+    assert doc["ledger"]["selected"] == 1 and doc["ledger"]["malformed"]["bad_member_name"] == 1
+    names = [n for t in (tmp_path / "out" / "shards" / "b").glob("*.tar") for n, _ in iter_members(t)]
+    assert names == [f"{uids[0]}.jpg", f"{uids[0]}.json"]

@@ -7,7 +7,8 @@ escapes, carriage returns) are shown escaped, never sent to the user's terminal.
 """
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
+    """`text` with control characters shown as escapes, safe to print to a terminal."""
     return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
@@ -15,4 +16,4 @@ class UserError(Exception):
     """Bad input or setup, explained in one line."""
 
     def __init__(self, message: str):
-        super().__init__(_printable(" ".join(str(message).split())))
+        super().__init__(printable(" ".join(str(message).split())))

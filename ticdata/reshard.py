@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from ticdata import __version__
-from ticdata.errors import UserError
+from ticdata.errors import UserError, printable
 from ticdata.executor import Task
 from ticdata.job import Job
 from ticdata.layout import SHARDS_DIR, CuratedFolder, shard_name
@@ -334,5 +334,5 @@ def format_reshard_table(doc: dict) -> str:
                  f" + duplicates {led['duplicates']:,} + malformed {sum(led['malformed'].values()):,}")
     for reason, n in led["malformed"].items():
         if n:
-            lines.append(f"  malformed {reason:<18} {n:>12,}   e.g. {doc['malformed_examples'].get(reason, ['?'])[0]}")
+            lines.append(f"  malformed {reason:<18} {n:>12,}   e.g. {printable(doc['malformed_examples'].get(reason, ['?'])[0])}")
     return "\n".join(lines)

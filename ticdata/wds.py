@@ -22,7 +22,7 @@ from ticdata.tars import IMAGE_EXTS, check_tar, iter_member_spans, iter_members
 log = logging.getLogger(__name__)
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-MALFORMED = ("duplicate_member", "no_json", "bad_json", "no_uid", "bad_uid")  # why a sample has no uid
+MALFORMED = ("duplicate_member", "no_json", "bad_json", "no_uid", "bad_uid", "bad_member_name")  # why a sample is not used
 
 _UID_RE = re.compile(r"[0-9a-f]{32}")
 _KEY_RE = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's base_plus_ext: key, extension
@@ -182,6 +182,8 @@ def iter_samples(path: str, skipped: list[int]):
 def sample_uid(members: list[tuple[str, bytes]]) -> tuple[str | None, str | None]:
     """(uid, None) for a well-formed sample, else (None, reason)."""
     exts = [e.lower() for e, _ in members]
+    if not all(e.isprintable() and "/" not in e and "\\" not in e for e in exts):
+        return None, "bad_member_name"  # control characters (terminal escapes) are never copied into an output name
     if len(set(exts)) != len(exts):
         return None, "duplicate_member"  # webdataset refuses such a sample
     js = [d for e, d in members if e.lower() == "json"]
