@@ -40,7 +40,7 @@ from ticdata.errors import UserError
 from ticdata import __version__
 from ticdata.executor import Task
 from ticdata.job import Job
-from ticdata.layout import CuratedFolder
+from ticdata.layout import CuratedFolder, check_apart
 from ticdata.manifest import bucket_table, load_manifest_json
 from ticdata.snapshots import SnapshotTable
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
@@ -167,6 +167,8 @@ def make_job(dir: Path, out: Path, fix: Path | None = None, overwrite: bool = Fa
     --fix folder; its outputs audit.json and, with --fix, DIR3's manifest."""
     folder = CuratedFolder(Path(dir).resolve())
     load_manifest_json(folder.root)
+    if fix is not None:
+        check_apart(Path(fix), {"audited folder": folder.root}, "--fix")
     fingerprint = {
         "tool_version": __version__,
         "manifest": [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for _, p in _parts(folder)],

@@ -28,6 +28,7 @@ user can edit: every path below a bucket is built by `bucket_dir`, which checks 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,19 @@ def shard_name(shard: int) -> str:
 def bucket_dir(root: Path, bucket: str) -> Path:
     """root/<bucket>, once the name is checked (no separators, no '..', no absolute path)."""
     return Path(root) / check_bucket_name(bucket)
+
+
+def check_apart(out: Path, inputs: dict[str, Path], flag: str = "--out") -> None:
+    """An output folder equal to, inside or containing an input folder is refused before anything
+    is touched: a verb never deletes or rewrites its input. `inputs` names each input's role."""
+    from ticdata.errors import UserError
+
+    o = Path(os.path.realpath(out))
+    for role, p in inputs.items():
+        i = Path(os.path.realpath(p))
+        if o == i or o.is_relative_to(i) or i.is_relative_to(o):
+            how = "is" if o == i else "is inside" if o.is_relative_to(i) else "contains"
+            raise UserError(f"{flag} {out}: {how} the {role} {p}; choose a folder apart from the inputs (they are never changed)")
 
 
 def state_dir(out: Path, verb: str) -> Path:

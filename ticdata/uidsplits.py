@@ -19,7 +19,7 @@ from ticdata.ledger import Ledger
 from ticdata.manifest import SCHEMA_VERSION, load_manifest_json, scan_manifest
 from ticdata.storage import atomic_dir, write_json_atomic
 from ticdata.benchmarks import benchmark_from_manifest, bucket_names
-from ticdata.layout import CuratedFolder, bucket_dir
+from ticdata.layout import CuratedFolder, bucket_dir, check_apart
 from ticdata.uidlists import parse_uid_specs, read_uid_file, write_uid_file
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
     dup = table.filter(pl.col("uid").is_duplicated())
     if dup.height:
         raise UserError(f"uid {dup['uid'][0]} is in more than one uid file ({', '.join(dup['bucket'].unique().sort())}); a uid belongs to one bucket")
+    check_apart(Path(out), {"curated folder": Path(manifest_dir)})
     dest = CuratedFolder(Path(out).resolve())
     if dest.manifest_dir.exists() or dest.manifest_json.exists():
         if not overwrite:

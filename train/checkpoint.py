@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ticdata.errors import UserError
+
 from ticdata.storage import atomic_dir
 
 WEIGHTS = "open_clip_model.safetensors"
@@ -61,4 +63,11 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
 
 
 def load_state(folder: Path) -> dict:
-    return torch.load(Path(folder) / STATE, map_location="cpu", weights_only=True)
+    """The in-step state, read with weights_only=True (tensors, numbers and strings only). A file that
+    does not load that way is refused as it is: never retried with the unsafe option."""
+    path = Path(folder) / STATE
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise UserError(f"{path}: not a resume state tic can read safely ({type(e).__name__}); delete "
+                        f"{Path(folder)} to restart the step from its beginning") from None

@@ -111,13 +111,30 @@ def _checkpoint_fingerprint(folder: Path) -> str:
     return hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
+def checkpoint_architecture(folder: Path) -> str:
+    """The architecture a checkpoint names, checked: a run folder is untrusted input, so only a
+    model config known locally (open_clip's own or tic's) is accepted, never a remote reference
+    (`hf-hub:`, a URL) that would make open_clip download something."""
+    import open_clip
+
+    path = Path(folder) / CONFIG
+    try:
+        arch = json.loads(path.read_text())["architecture"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: cannot read the checkpoint's architecture ({type(e).__name__}: {e}); re-create the checkpoint") from None
+    if not isinstance(arch, str) or ":" in arch or "/" in arch or open_clip.get_model_config(arch) is None:
+        raise UserError(f"{path}: architecture {str(arch)[:80]!r} is not a local open_clip config; tic loads only local "
+                        "models (a remote reference such as hf-hub: is refused)")
+    return arch
+
+
 def load_model(folder: Path, device: torch.device):
     import open_clip
 
     from tic_train.tiny import quiet_model_creation, register_configs
 
     register_configs()
-    arch = json.loads((folder / CONFIG).read_text())["architecture"]
+    arch = checkpoint_architecture(folder)
     with quiet_model_creation():
         model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(folder / WEIGHTS), device=device)
     return model.eval(), preprocess, open_clip.get_tokenizer(arch), arch
