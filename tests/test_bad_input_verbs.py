@@ -126,3 +126,83 @@ def test_an_unsafe_resume_state_is_refused_without_advising_the_unsafe_option(tm
     with pytest.raises(UserError) as got:
         load_state(tmp_path)
     assert "weights_only" not in str(got.value) and "delete" in str(got.value)
+
+
+# --------------------------------------------------------------------------------- uid files
+
+
+def _uid_file_cases(tmp_path: Path) -> dict[str, Path]:
+    import io
+    import os
+
+    import numpy as np
+
+    from ticdata.uidlists import write_uid_file
+
+    write_uid_file(tmp_path / "ok.npy", ["%032x" % i for i in (5, 3, 9)])
+    good = (tmp_path / "ok.npy").read_bytes()
+    hdr = np.lib.format.header_data_from_array_1_0(np.zeros(3, dtype="u8,u8"))
+    hdr["shape"] = (10**12,)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, hdr)
+    np.savez(tmp_path / "z.npz", a=np.zeros(3))
+    blobs = {"empty": b"", "truncated": good[:-10], "cut-header": good[:60], "claims-1e12": buf.getvalue() + bytes(48),
+             "npz-as-npy": (tmp_path / "z.npz").read_bytes()}
+    out = {}
+    for name, blob in blobs.items():
+        (tmp_path / f"{name}.npy").write_bytes(blob)
+        out[name] = tmp_path / f"{name}.npy"
+    os.mkfifo(tmp_path / "fifo.npy")
+    out["fifo"] = tmp_path / "fifo.npy"
+    return out
+
+
+def test_broken_uid_files_are_one_line_each(curated, tmp_path, capsys):
+    from ticdata.tars import TarWriter
+
+    (tmp_path / "pool").mkdir()
+    with open(tmp_path / "pool" / "00000000.tar", "wb") as fh:
+        w = TarWriter(fh)
+        w.add("k.json", json.dumps({"uid": "0" * 32}).encode())
+        w.close()
+    before = tree(curated)
+    for name, path in _uid_file_cases(tmp_path).items():
+        code = main(["-q", "uids", "import", str(curated), str(path), "--out", str(tmp_path / f"sel-{name}")])
+        one_line(capsys, code, path.name)
+        code = main(["-q", "reshard", str(tmp_path / "pool"), "--uids", str(path), "--out", str(tmp_path / f"rs-{name}"),
+                     "--executor", "inline"])
+        one_line(capsys, code, path.name)
+    assert tree(curated) == before
+
+
+def test_a_uid_repeated_inside_one_file_is_named_as_such(curated, tmp_path, capsys):
+    import numpy as np
+
+    arr = np.array([(1, 2), (1, 2)], dtype="u8,u8")
+    np.save(tmp_path / "rep.npy", arr)
+    code = main(["-q", "uids", "import", str(curated), str(tmp_path / "rep.npy"), "--out", str(tmp_path / "sel")])
+    one_line(capsys, code, "more than once in the uid file of bucket rep")
+
+
+def test_silent_acceptance_is_refused(curated, tmp_path, capsys):
+    code = main(["-q", "uids", "export", str(curated), "--split", "nope", "--out", str(tmp_path / "u")])
+    one_line(capsys, code, "--split 'nope'", "train")
+    assert not (tmp_path / "u").exists() or not list((tmp_path / "u").glob("*.npy"))
+    code = main(["-q", "download", str(curated), "--timeout", "nan", "--executor", "inline"])
+    one_line(capsys, code, "--timeout nan")
+    code = main(["-q", "train", "--data", str(curated), "--out", str(tmp_path / "run"), "--device", "tpu"])
+    one_line(capsys, code, "device 'tpu'")
+    code = main(["-q", "train", "--data", str(curated), "--out", str(tmp_path / "run"), "--lr", "nan"])
+    one_line(capsys, code, "lr = nan")
+
+
+def test_a_fifo_given_to_reshard_is_refused_not_waited_on(tmp_path, capsys):
+    import os
+
+    from ticdata.uidlists import write_uid_file
+
+    os.mkfifo(tmp_path / "pool.tar")
+    write_uid_file(tmp_path / "b.npy", ["0" * 32])
+    code = main(["-q", "reshard", str(tmp_path / "pool.tar"), "--uids", str(tmp_path / "b.npy"), "--out", str(tmp_path / "o"),
+                 "--executor", "inline"])
+    one_line(capsys, code, "pool.tar", "not a regular file")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -74,8 +75,8 @@ class DownloadConfig:
         for name in ("image_size", "samples_per_shard", "threads", "encode_quality"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be positive")
-        if self.timeout <= 0 or self.retries < 0:
-            raise UserError("--timeout must be positive and --retries at least 0")
+        if not math.isfinite(self.timeout) or self.timeout <= 0 or self.retries < 0:
+            raise UserError(f"--timeout {self.timeout} / --retries {self.retries}: the timeout must be a positive number of seconds and the retries at least 0")
         if self.resize_mode not in RESIZE_MODES:
             raise UserError(f"--resize-mode {self.resize_mode!r}: choose one of {', '.join(RESIZE_MODES)}")
 

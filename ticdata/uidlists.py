@@ -50,15 +50,34 @@ def write_uid_file(path: Path, uids: list[str]) -> int:
 
 
 def read_uid_array(path: Path) -> np.ndarray:
-    """A DataComp uid file as its `u8,u8` structured array, checked (one clear error per bad file)."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
+    """A DataComp uid file as its `u8,u8` structured array, checked (one clear error per bad file).
+    The header's shape and dtype are read and checked against the file's size before anything is
+    allocated: a header that claims more uids than the file holds is refused, not trusted."""
+    path = Path(path)
+    if not path.exists():
         raise UserError(f"{path}: no such uid file")
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path}: not a numpy uid file ({str(e).splitlines()[0]}); expected DataComp's `u8,u8` .npy")
-    if arr.dtype.names is None or len(arr.dtype.names) != 2 or any(arr.dtype[i] != np.dtype("u8") for i in range(2)):
-        raise UserError(f"{path}: dtype {arr.dtype} is not DataComp's `u8,u8` uid layout")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file; a uid file is DataComp's `u8,u8` .npy")
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, SyntaxError) as e:
+        hint = " (an .npz archive?)" if path.read_bytes()[:2] == b"PK" else ""
+        raise UserError(f"{path}: not a numpy uid file{hint} ({str(e).splitlines()[0][:120]}); expected DataComp's `u8,u8` .npy") from None
+    if dtype.hasobject:
+        raise UserError(f"{path}: not a numpy uid file (it holds Python objects, which tic never unpickles); expected DataComp's `u8,u8` .npy")
+    if dtype.names is None or len(dtype.names) != 2 or any(dtype[i] != np.dtype("u8") for i in range(2)):
+        raise UserError(f"{path}: dtype {dtype} is not DataComp's `u8,u8` uid layout")
+    if len(shape) != 1:
+        raise UserError(f"{path}: shape {shape}; a uid file is one-dimensional")
+    need = offset + shape[0] * dtype.itemsize
+    have = path.stat().st_size
+    if have < need:
+        raise UserError(f"{path}: truncated: its header claims {shape[0]:,} uids ({need:,} bytes), the file has {have:,}; re-create it")
+    arr = np.fromfile(path, dtype=dtype, count=shape[0], offset=offset)
     return arr.astype(UID_DTYPE, copy=False)
 
 

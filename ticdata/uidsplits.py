@@ -33,6 +33,10 @@ def export_uids(manifest_dir: Path, out: Path, split: str | None = "train") -> d
     bench = benchmark_from_manifest(doc, where)
     lf = scan_manifest(manifest_dir)
     if split:
+        have = lf.select(pl.col("split").unique()).collect()["split"].to_list() if "split" in lf.collect_schema() else []
+        if split not in have:
+            raise UserError(f"--split {split!r}: no row of {manifest_dir} has that split (it has {', '.join(sorted(map(str, have))) or 'none'}); "
+                            "choose one of those or 'all'")
         lf = lf.filter(pl.col("split") == split)
     lf = lf.with_columns(_bucket=bench.bucket_expr())
     written = {}
@@ -48,6 +52,10 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
     source_doc = load_manifest_json(manifest_dir)
     frames = [pl.DataFrame({"uid": read_uid_file(p), "bucket": name}) for name, p in pairs]
     table = pl.concat(frames) if frames else pl.DataFrame(schema={"uid": pl.String, "bucket": pl.String})
+    inner = table.filter(pl.struct("uid", "bucket").is_duplicated())
+    if inner.height:
+        raise UserError(f"uid {inner['uid'][0]} is listed more than once in the uid file of bucket {inner['bucket'][0]}; "
+                        "a uid file lists each uid once (DataComp's files are sorted and unique)")
     dup = table.filter(pl.col("uid").is_duplicated())
     if dup.height:
         raise UserError(f"uid {dup['uid'][0]} is in more than one uid file ({', '.join(dup['bucket'].unique().sort())}); a uid belongs to one bucket")

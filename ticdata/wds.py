@@ -98,6 +98,8 @@ def _expand_path(path: str, origin: str | None) -> list[Path]:
             raise UserError(f"{path}: no .tar files in this folder (searched recursively; names starting with . or _ are skipped)")
         return files
     if p.exists():
+        if not p.is_file():
+            raise UserError(f"{path}: not a regular file (a FIFO, socket or device); pass tar files or folders of them")
         return [p]
     if origin:
         raise UserError(f"{path}: no such file (from the pattern {origin}); check the pattern's range and folder")
