@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ticdata.benchmarks import check_bucket_name
+from ticdata.errors import UserError
 
 MANIFEST_DIR = "manifest"
 MANIFEST_JSON = "manifest.json"
@@ -59,8 +60,6 @@ def bucket_dir(root: Path, bucket: str) -> Path:
 def check_apart(out: Path, inputs: dict[str, Path], flag: str = "--out") -> None:
     """An output folder equal to, inside or containing an input folder is refused before anything
     is touched: a verb never deletes or rewrites its input. `inputs` names each input's role."""
-    from ticdata.errors import UserError
-
     o = Path(os.path.realpath(out))
     for role, p in inputs.items():
         i = Path(os.path.realpath(p))
