@@ -60,3 +60,13 @@ def tree_digest(root: Path, names=("manifest", "manifest.json")) -> dict[str, st
         for f in files:
             out[str(f.relative_to(root))] = hashlib.sha256(f.read_bytes()).hexdigest()
     return out
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """A small folder through every verb (tests/worldfolder.py: curated, downloaded, eval sets,
+    training shards) plus a two-step `tic train` run scored by `tic eval`: the input of the tests
+    that damage folders. Read it, or copy it (`copy_small_run`) before changing anything."""
+    from worldfolder import build_small_run
+
+    return build_small_run(tmp_path_factory.mktemp("small"))

@@ -3,7 +3,6 @@ with one line naming the file or flag, and the input folder byte-for-byte unchan
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,22 +12,10 @@ import pytest
 from ticdata.cli import main
 from ticdata.errors import UserError
 
+from refusals import one_line, tree
+
 GOOD = {"url": [f"http://a/{i}.jpg" for i in range(6)], "text": [f"a photo number {i}" for i in range(6)],
         "source": ["crawl-data/CC-MAIN-2019-04/segments/1/wat/x.warc.wat.gz"] * 6}
-
-
-def tree(root: Path) -> dict[str, str]:
-    """sha256 of every file under root (links by their target's path), to prove nothing changed."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def one_line(capsys, code: int, *needles: str) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("tic: error: ") and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 @pytest.fixture()
@@ -189,11 +176,15 @@ def test_silent_acceptance_is_refused(curated, tmp_path, capsys):
     one_line(capsys, code, "--split 'nope'", "train")
     assert not (tmp_path / "u").exists() or not list((tmp_path / "u").glob("*.npy"))
     code = main(["-q", "download", str(curated), "--timeout", "nan", "--executor", "inline"])
-    one_line(capsys, code, "--timeout nan")
+    one_line(capsys, code, "--timeout", "'nan'")
     code = main(["-q", "train", "--data", str(curated), "--out", str(tmp_path / "run"), "--device", "tpu"])
     one_line(capsys, code, "device 'tpu'")
     code = main(["-q", "train", "--data", str(curated), "--out", str(tmp_path / "run"), "--lr", "nan"])
-    one_line(capsys, code, "lr = nan")
+    one_line(capsys, code, "--lr", "'nan'")
+    from tic_train.config import RunConfig, check
+
+    with pytest.raises(UserError, match="lr = nan"):  # a config built in code gets the same check
+        check(RunConfig(data="d", out="o", lr=float("nan")))
 
 
 def test_a_fifo_given_to_reshard_is_refused_not_waited_on(tmp_path, capsys):

@@ -25,8 +25,10 @@ LAYERS: dict[str, int] = {
     "ticdata.ledger": 1,
     "ticdata.mix": 1,
     "ticdata.errors": 1,
+    "ticdata.shapes": 1,
     # 2 shared rules, formats and runtime
     "ticdata.layout": 2,
+    "ticdata.documents": 2,
     "ticdata.benchmarks": 2,
     "ticdata.definitions": 2,  # shipped benchmark definitions (folder benchmarks/)
     "ticdata.columns": 2,

@@ -41,7 +41,7 @@ from ticdata import __version__
 from ticdata.executor import Task
 from ticdata.job import Job
 from ticdata.layout import CuratedFolder, check_apart
-from ticdata.manifest import bucket_table, load_manifest_json
+from ticdata.manifest import bucket_table, checked_manifest_files, load_manifest_json
 from ticdata.snapshots import SnapshotTable
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 
@@ -156,7 +156,7 @@ def _write_fixed(df: pl.DataFrame, cols: list[str], root: Path, index: int) -> N
 
 
 def _parts(folder: CuratedFolder) -> list[tuple[int, Path]]:
-    files = folder.manifest_files()
+    files = checked_manifest_files(folder.root)
     if not files:
         raise UserError(f"{folder.manifest_dir}: no Parquet files; audit a folder written by tic curate")
     return [(int(p.parent.name.split("=", 1)[1]), p) for p in files]

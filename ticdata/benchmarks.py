@@ -20,12 +20,23 @@ from pathlib import Path
 import polars as pl
 
 from ticdata.errors import UserError
+from ticdata.shapes import NUMBER, Opt, check_shape
 
 GRANULARITIES = ("year", "month")
 DEFINITIONS = "ticdata.definitions"  # the package holding the shipped TOML files (folder benchmarks/)
 BUCKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+-]{0,99}")
 BUCKET_NAME_RULE = "1-100 characters: letters, digits, '.', '_', '=', '+', '-', starting with a letter or digit"
 
+
+# what a definition (a TOML file, or manifest.json's `benchmark`) must look like; steps are checked one by one below
+DEFINITION_SHAPE = {
+    "name": Opt(str),
+    "description": Opt(str),
+    "granularity": Opt(str),
+    "steps": Opt(list),
+    "eval": Opt({str: NUMBER}),
+    "compute": Opt({str: NUMBER}),
+}
 
 def check_bucket_name(name: str, where: str | Path | None = None) -> str:
     """`name` when it can name a folder inside another (no '/', no '..', not absolute), else a
@@ -124,6 +135,7 @@ def load_benchmark(name_or_path: str) -> Benchmark:
 
 
 def _from_dict(data: dict, where: Path) -> Benchmark:
+    check_shape(data, DEFINITION_SHAPE, where, "fix the benchmark definition (see benchmarks/*.toml)")
     steps = []
     seen: dict[int, str] = {}
     by_list = data.get("granularity") == "list"  # buckets named by a `bucket` column (uid lists)

@@ -12,6 +12,7 @@ import logging
 import sys
 
 from ticdata import __version__
+from ticdata.cli_args import Parser
 from ticdata.cli_data import add_audit, add_curate, add_download, add_evalsets, add_reshard, add_uids
 from ticdata.cli_synth import add_benchmarks, add_serve_images, add_synth
 from ticdata.cli_train import add_demo, add_eval, add_report, add_train
@@ -21,7 +22,7 @@ log = logging.getLogger("ticdata")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tic",
         description="Time-continual CLIP toolkit: recover when each image-text pair first appeared, "
         "split pools into time buckets, and (in later verbs) fetch, train and evaluate.",
@@ -76,7 +77,10 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad flag (already explained in one line)
+        return e.code if isinstance(e.code, int) else 2
     _setup_logging(args.quiet, args.verbose)
     try:
         return args.func(args)

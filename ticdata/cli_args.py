@@ -4,14 +4,75 @@ choose, and argparse types."""
 from __future__ import annotations
 
 import argparse
+import math
 
-from ticdata.errors import UserError
+from ticdata.errors import UserError, printable
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with tic's one-line errors: `tic: error: <verb>: <what>` and exit status 2, the
+    usage text left to --help (a wrong flag should not bury its own message under 20 lines)."""
+
+    def error(self, message: str):
+        verb = self.prog.removeprefix("tic").strip()
+        where = f"{verb}: " if verb else ""
+        self.exit(2, f"tic: error: {where}{printable(message)} (see `{self.prog} --help`)\n")
+
+
+def _number(value: str, kind, what: str):
+    try:
+        n = kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not {what}") from None
+    if isinstance(n, float) and not math.isfinite(n):
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not {what}")
+    return n
 
 
 def positive(value: str) -> int:
-    n = int(value)
+    """An integer >= 1 (sizes, counts of things to make)."""
+    n = _number(value, int, "a positive integer")
     if n < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
+        raise argparse.ArgumentTypeError(f"{n} is not a positive integer")
+    return n
+
+
+def count(value: str) -> int:
+    """An integer >= 0 (seeds, retries, distances)."""
+    n = _number(value, int, "an integer >= 0")
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is not an integer >= 0")
+    return n
+
+
+def seconds(value: str) -> float:
+    """A finite duration > 0."""
+    n = _number(value, float, "a finite number of seconds")
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{n} is not a positive number of seconds")
+    return n
+
+
+def share(value: str) -> float:
+    """A fraction between 0 and 1."""
+    n = _number(value, float, "a number between 0 and 1")
+    if not 0 <= n <= 1:
+        raise argparse.ArgumentTypeError(f"{n} is not between 0 and 1")
+    return n
+
+
+def non_negative(value: str) -> float:
+    """A finite number >= 0 (learning rates, weights)."""
+    n = _number(value, float, "a finite number >= 0")
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is not >= 0")
+    return n
+
+
+def port(value: str) -> int:
+    n = _number(value, int, "a TCP port")
+    if not 1 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{n} is not a TCP port (1-65535)")
     return n
 
 

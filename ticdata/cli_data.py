@@ -3,11 +3,12 @@ audit. Each verb is a parser (`add_<verb>`) and a command that calls one library
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
 
-from ticdata.cli_args import add_executor_flags, executor, positive
+from ticdata.cli_args import add_executor_flags, count, executor, positive, seconds
 
 log = logging.getLogger("ticdata")
 
@@ -50,7 +51,10 @@ def cmd_curate(args) -> int:
 def cmd_uids_export(args) -> int:
     from ticdata.uidsplits import export_uids
 
-    written = export_uids(Path(args.dir), Path(args.out), split=None if args.split == "all" else args.split)
+    from ticdata.manifest import manifest_guard
+
+    with manifest_guard(args.dir):
+        written = export_uids(Path(args.dir), Path(args.out), split=None if args.split == "all" else args.split)
     for name, n in written.items():
         print(f"{name:<12} {n:>12,} uids  {Path(args.out) / (name + '.npy')}")
     return 0
@@ -60,7 +64,10 @@ def cmd_uids_import(args) -> int:
     from ticdata.manifest import format_bucket_table
     from ticdata.uidsplits import import_uids
 
-    doc = import_uids(Path(args.dir), args.uid_files, Path(args.out), overwrite=args.overwrite)
+    from ticdata.manifest import manifest_guard
+
+    with manifest_guard(args.dir):
+        doc = import_uids(Path(args.dir), args.uid_files, Path(args.out), overwrite=args.overwrite)
     print(format_bucket_table(doc))
     for name, v in doc["inputs"]["uid_lists"].items():
         if v["missing"]:
@@ -87,7 +94,9 @@ def cmd_download(args) -> int:
         user_agent_token=args.user_agent_token,
         progress=not args.quiet,
     )
-    with executor(args) as ex:
+    from ticdata.manifest import manifest_guard
+
+    with manifest_guard(args.dir), executor(args) as ex:
         summary = download(config, ex)
     print(format_summary(summary))
     print(f"shards: {Path(args.dir).resolve() / 'shards'}")
@@ -102,9 +111,13 @@ def cmd_reshard(args) -> int:
         samples_per_shard=args.samples_per_shard, split=None if args.split == "all" else args.split,
         tars_per_task=args.tars_per_task, overwrite=args.overwrite,
     )
-    plan = plan_reshard(args.shards, Path(args.out), **kw)  # validates before Ray starts
-    with executor(args) as ex:
-        doc = reshard(args.shards, Path(args.out), ex, progress=not args.quiet, plan=plan, **kw)
+    from ticdata.manifest import manifest_guard
+
+    guard = manifest_guard(args.manifest) if args.manifest else contextlib.nullcontext()
+    with guard:
+        plan = plan_reshard(args.shards, Path(args.out), **kw)  # validates before Ray starts
+        with executor(args) as ex:
+            doc = reshard(args.shards, Path(args.out), ex, progress=not args.quiet, plan=plan, **kw)
     print(format_reshard_table(doc))
     print(f"shards: {Path(args.out).resolve() / 'shards'}")
     return 0
@@ -121,9 +134,12 @@ def cmd_evalsets(args) -> int:
         samples_per_shard=args.samples_per_shard, train_shards=not args.no_train_shards, overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    make_job(config)  # checks the folder and refuses what it may not replace before Ray starts
-    with executor(args) as ex:
-        doc = build_evalsets(config, ex)
+    from ticdata.manifest import manifest_guard
+
+    with manifest_guard(args.dir):
+        make_job(config)  # checks the folder and refuses what it may not replace before Ray starts
+        with executor(args) as ex:
+            doc = build_evalsets(config, ex)
     print(format_evalsets_table(doc))
     print(f"eval sets: {Path(args.dir).resolve() / 'eval'}")
     if config.train_shards:
@@ -141,9 +157,12 @@ def cmd_audit(args) -> int:
     from ticdata.audit_report import write_report
 
     fix = Path(args.fix) if args.fix else None
-    make_job(Path(args.dir), Path(args.out), fix, args.overwrite)  # refuse before Ray starts
-    with executor(args) as ex:
-        result = run_audit(Path(args.dir), Path(args.out), ex, fix=fix, progress=not args.quiet, overwrite=args.overwrite)
+    from ticdata.manifest import manifest_guard
+
+    with manifest_guard(args.dir):
+        make_job(Path(args.dir), Path(args.out), fix, args.overwrite)  # refuse before Ray starts
+        with executor(args) as ex:
+            result = run_audit(Path(args.dir), Path(args.out), ex, fix=fix, progress=not args.quiet, overwrite=args.overwrite)
     report = write_report(result, Path(args.out))
     print(headline(result))
     print(f"audit: {Path(args.out).resolve() / 'audit.json'}; report: {report.resolve()}")
@@ -235,8 +254,8 @@ def add_download(sub, common) -> None:
     dp.add_argument("--encode-quality", type=positive, default=95, help="JPEG quality of re-encoded images (default 95)")
     dp.add_argument("--samples-per-shard", type=positive, default=10_000, help="rows per shard (default 10,000)")
     dp.add_argument("--threads", type=positive, default=64, help="download threads per shard task (default 64)")
-    dp.add_argument("--timeout", type=float, default=10.0, help="seconds before a connection or read gives up (default 10)")
-    dp.add_argument("--retries", type=int, default=0, help="immediate retries of a failed fetch within the run (default 0)")
+    dp.add_argument("--timeout", type=seconds, default=10.0, help="seconds before a connection or read gives up (default 10)")
+    dp.add_argument("--retries", type=count, default=0, help="immediate retries of a failed fetch within the run (default 0)")
     dp.add_argument("--max-bytes", type=positive, default=20 * 1024 * 1024, help="refuse larger responses (default 20 MiB)")
     dp.add_argument("--max-pixels", type=positive, default=40_000_000,
                     help="refuse images with more pixels, read from the header before decoding (default 40,000,000)")
@@ -283,13 +302,13 @@ def add_evalsets(sub, common) -> None:
                     help="imagenet (1000 classes, with synonyms), column:NAME (a manifest column's values), a vocabulary "
                     "file (JSON or one 'name, synonym, ...' per line), or auto: column:concept when the manifest has it "
                     "(the synthetic world), else imagenet (default auto)")
-    ep.add_argument("--seed", type=int, default=0, help="selection seed (default 0)")
-    ep.add_argument("--retrieval", type=int, metavar="N", help="retrieval pairs per bucket (default: the benchmark's retrieval_per_step)")
-    ep.add_argument("--per-class", type=int, metavar="N", help="classification images per class and bucket (default: the benchmark's classification_per_class)")
-    ep.add_argument("--phash-distance", type=int, default=4, metavar="BITS",
+    ep.add_argument("--seed", type=count, default=0, help="selection seed (default 0)")
+    ep.add_argument("--retrieval", type=count, metavar="N", help="retrieval pairs per bucket (default: the benchmark's retrieval_per_step)")
+    ep.add_argument("--per-class", type=count, metavar="N", help="classification images per class and bucket (default: the benchmark's classification_per_class)")
+    ep.add_argument("--phash-distance", type=count, default=4, metavar="BITS",
                     help="a training image within this many pHash bits of an eval image is a near duplicate (default 4 of 64)")
-    ep.add_argument("--min-words", type=int, default=3, help="retrieval captions have at least this many words (default 3)")
-    ep.add_argument("--max-words", type=int, default=60, help="and at most this many (default 60)")
+    ep.add_argument("--min-words", type=count, default=3, help="retrieval captions have at least this many words (default 3)")
+    ep.add_argument("--max-words", type=positive, default=60, help="and at most this many (default 60)")
     ep.add_argument("--tic-retrieval", metavar="PKL", help="import TiC's tic-datacomp_retrieval_evals_year2uids.pkl instead of selecting retrieval sets")
     ep.add_argument("--tic-datacompnet", metavar="PKL", help="import TiC's tic-datacompnet_year2uids.pkl instead of selecting classification sets (needs --classes imagenet)")
     ep.add_argument("--samples-per-shard", type=positive, default=10_000, help="samples per eval and training tar (default 10,000)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ticdata.cli_args import positive
+from ticdata.cli_args import count, port, positive, seconds, share
 
 
 def cmd_synth_pool(args) -> int:
@@ -44,10 +44,10 @@ def cmd_serve_images(args) -> int:
 def cmd_benchmarks(args) -> int:
     from ticdata.benchmarks import load_benchmark, shipped_names
 
-    for name in shipped_names():
-        b = load_benchmark(name)
+    for name in args.definitions or shipped_names():
+        b = load_benchmark(name)  # a file given by path is checked: one line naming it and the key
         steps = ", ".join(s.name for s in b.steps)
-        print(f"{name:<14} {steps}\n{'':<14} {b.description}")
+        print(f"{b.name:<14} {steps} ({b.granularity})\n{'':<14} {b.description}")
     return 0
 
 
@@ -62,7 +62,7 @@ def add_synth(sub, common) -> None:
                               "the planted counts are written to OUT/_synth.json.")
     sp.add_argument("--rows", type=positive, required=True, help="number of rows to write")
     sp.add_argument("--out", required=True, help="output folder (pool-NNNNN.parquet, _synth.json)")
-    sp.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give equal bytes (default 0)")
+    sp.add_argument("--seed", type=count, default=0, help="random seed; equal seeds give equal bytes (default 0)")
     sp.add_argument("--rows-per-file", type=positive, default=1_000_000, help="rows per Parquet file (default 1,000,000)")
     sp.add_argument("--overwrite", action="store_true", help="replace an existing pool in OUT")
     sp.set_defaults(func=cmd_synth_pool)
@@ -74,12 +74,12 @@ def add_synth(sub, common) -> None:
         "(a CommonCrawl-style pool with re-sightings, for `tic curate --benchmark demo`) and OUT/_world.json. The "
         "images are rendered on request by `tic serve-images`.")
     sw.add_argument("--out", required=True, help="output folder")
-    sw.add_argument("--seed", type=int, default=0, help="world seed; equal seeds give equal bytes (default 0)")
+    sw.add_argument("--seed", type=count, default=0, help="world seed; equal seeds give equal bytes (default 0)")
     sw.add_argument("--base-url", default="http://127.0.0.1:8765",
                     help="where `tic serve-images` will listen (default http://127.0.0.1:8765)")
     sw.add_argument("--pairs-per-step", type=positive, default=3300, help="unique pairs per demo step (default 3,300)")
     sw.add_argument("--image-size", type=positive, default=64, help="image side in pixels (default 64)")
-    sw.add_argument("--fail-share", type=float, default=0.02,
+    sw.add_argument("--fail-share", type=share, default=0.02,
                     help="share of pairs whose URL fails the way the web does: 404, 500, slow, truncated, corrupt, "
                     "redirect, huge, noai (default 0.02)")
     sw.add_argument("--overwrite", action="store_true", help="replace a world in OUT")
@@ -94,13 +94,16 @@ def add_serve_images(sub, common) -> None:
         "and, for some, EXIF DateTimeOriginal; /fail/<kind>/... fails on purpose: 404, 500, slow, truncated, corrupt, "
         "redirect, huge (a decompression bomb), noai (X-Robots-Tag). Binds only to --host.")
     si.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    si.add_argument("--port", type=int, default=8765, help="port (default 8765, the world's default base URL)")
-    si.add_argument("--slow-seconds", type=float, default=5.0, help="delay of the /fail/slow/ route (default 5)")
+    si.add_argument("--port", type=port, default=8765, help="port (default 8765, the world's default base URL)")
+    si.add_argument("--slow-seconds", type=seconds, default=5.0, help="delay of the /fail/slow/ route (default 5)")
     si.set_defaults(func=cmd_serve_images)
 
 
 def add_benchmarks(sub, common) -> None:
     """tic benchmarks"""
     bp = sub.add_parser("benchmarks", parents=[common], help="list the shipped benchmark definitions",
-                        description="The shipped benchmark definitions (benchmarks/*.toml) and their steps.")
+                        description="The shipped benchmark definitions (benchmarks/*.toml) and their steps; given names or "
+                        "TOML files, shows those, after checking them as `tic curate --benchmark` would.")
+    bp.add_argument("definitions", nargs="*", metavar="NAME|FILE.toml",
+                    help="show (and check) these definitions instead of listing the shipped ones")
     bp.set_defaults(func=cmd_benchmarks)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ticdata.cli_args import count, non_negative, port, positive, share
 from ticdata.errors import UserError
 
 
@@ -93,25 +94,25 @@ def add_train(sub, common) -> None:
     tp.add_argument("--data", help="a folder after tic evalsets")
     tp.add_argument("--out", help="the run folder")
     tp.add_argument("--method", help="the continual method (default sequential)")
-    tp.add_argument("--samples-per-step", type=int, help="the budget C in samples seen per step (default: the benchmark's)")
-    tp.add_argument("--batch-size", type=int, help="global batch size (default 256)")
+    tp.add_argument("--samples-per-step", type=positive, help="the budget C in samples seen per step (default: the benchmark's)")
+    tp.add_argument("--batch-size", type=positive, help="global batch size (default 256)")
     tp.add_argument("--model", help="an open_clip architecture or a shipped tiny config (default tic-tiny)")
-    tp.add_argument("--lr", type=float, help="peak learning rate (default 5e-4)")
-    tp.add_argument("--warmup", type=int, help="warmup optimizer steps (default 50)")
-    tp.add_argument("--weight-decay", type=float, help="AdamW weight decay on weight matrices (default 0.2)")
+    tp.add_argument("--lr", type=non_negative, help="peak learning rate (default 5e-4)")
+    tp.add_argument("--warmup", type=count, help="warmup optimizer steps (default 50)")
+    tp.add_argument("--weight-decay", type=non_negative, help="AdamW weight decay on weight matrices (default 0.2)")
     tp.add_argument("--precision", help="fp32 or bf16 (autocast) (default fp32)")
-    tp.add_argument("--seed", type=int, help="seed of the initialisation, the draws and the augmentations (default 0)")
-    tp.add_argument("--workers", type=int, help="data loader processes (default 2)")
+    tp.add_argument("--seed", type=count, help="seed of the initialisation, the draws and the augmentations (default 0)")
+    tp.add_argument("--workers", type=count, help="data loader processes (default 2)")
     tp.add_argument("--device", help="auto, cpu or cuda (default auto)")
-    tp.add_argument("--accum-freq", type=int, help="micro-batches per optimizer step (gradient accumulation, default 1)")
+    tp.add_argument("--accum-freq", type=positive, help="micro-batches per optimizer step (gradient accumulation, default 1)")
     tp.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in the backward pass")
-    tp.add_argument("--buffer", type=int, help="replay buffer size of cumulative-exp/-equal (default |D_t|)")
-    tp.add_argument("--lwf-weight", type=float, help="LwF distillation weight (default 1)")
+    tp.add_argument("--buffer", type=count, help="replay buffer size of cumulative-exp/-equal (default |D_t|)")
+    tp.add_argument("--lwf-weight", type=non_negative, help="LwF distillation weight (default 1)")
     tp.add_argument("--lwf-data", help="LwF's data: sequential or a cumulative method (default cumulative-all)")
-    tp.add_argument("--patching-alpha", type=float, help="Patching: weight of the fine-tuned model (default 0.5)")
-    tp.add_argument("--checkpoint-every", type=int, help="optimizer steps between resume checkpoints (default: every 5 minutes)")
-    tp.add_argument("--log-every", type=int, help="optimizer steps per log line (default 10)")
-    tp.add_argument("--threads", type=int, help="torch threads (default torch's)")
+    tp.add_argument("--patching-alpha", type=share, help="Patching: weight of the fine-tuned model (default 0.5)")
+    tp.add_argument("--checkpoint-every", type=positive, help="optimizer steps between resume checkpoints (default: every 5 minutes)")
+    tp.add_argument("--log-every", type=positive, help="optimizer steps per log line (default 10)")
+    tp.add_argument("--threads", type=positive, help="torch threads (default torch's)")
     tp.add_argument("--steps", help="only these benchmark steps, comma-separated")
     tp.add_argument("--deterministic", action="store_true", help="deterministic kernels (reproducible resumes)")
     tp.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any config key")
@@ -129,7 +130,7 @@ def add_eval(sub, common) -> None:
     vp.add_argument("runs", nargs="+", metavar="RUN", help="run folders of tic train")
     vp.add_argument("--static", action="append", metavar="NAME=FOLDER", help="a static eval set in CLIP_benchmark's wds layout (repeatable)")
     vp.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    vp.add_argument("--batch-size", type=int, default=256, help="images or texts per forward pass (default 256)")
+    vp.add_argument("--batch-size", type=positive, default=256, help="images or texts per forward pass (default 256)")
     vp.set_defaults(func=cmd_eval)
 
 
@@ -154,6 +155,6 @@ def add_demo(sub, common) -> None:
         "Reruns resume. Prints the metrics table and the report's path.")
     dm.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     dm.add_argument("--methods", help="comma-separated continual methods, or 'all' (default sequential,cumulative-all,oracle)")
-    dm.add_argument("--port", type=int, default=8765, help="port of the image server on 127.0.0.1 (default 8765)")
-    dm.add_argument("--pairs-per-step", type=int, default=3300, help="world pairs per step (default 3300)")
+    dm.add_argument("--port", type=port, default=8765, help="port of the image server on 127.0.0.1 (default 8765)")
+    dm.add_argument("--pairs-per-step", type=positive, default=3300, help="world pairs per step (default 3300)")
     dm.set_defaults(func=cmd_demo)

@@ -31,6 +31,7 @@ from ticdata.errors import UserError
 from ticdata.executor import Task
 from ticdata.job import DONE, Job
 from ticdata.layout import CuratedFolder
+from ticdata.documents import load_manifest_doc
 from ticdata.ledger import Ledger
 from ticdata.manifest import SCHEMA_VERSION, bucket_table, manifest_schema
 from ticdata.recover import REASONS
@@ -134,7 +135,7 @@ def make_job(config: CurateConfig, plan: Plan) -> Job:
 def finished(config: CurateConfig, plan: Plan) -> dict | None:
     """The manifest.json of a finished curation of exactly this plan at config.out, else None."""
     job = make_job(config, plan)
-    return read_json(CuratedFolder(job.out).manifest_json) if job.assess() == DONE else None
+    return load_manifest_doc(job.out) if job.assess() == DONE else None
 
 
 def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
@@ -148,7 +149,7 @@ def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
     folder = CuratedFolder(job.out)
     if job.done:
         log.info("%s: already curated from these inputs; nothing to do", job.out)
-        return read_json(folder.manifest_json)
+        return load_manifest_doc(folder.root)
     work = _work_dir(config, job)
     compression = shuffle_compression(config.shuffle_compression, sum(f.estimated_rows() for f in plan.inputs))
     map_tasks = [

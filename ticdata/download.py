@@ -35,8 +35,9 @@ from ticdata.executor import Task
 from ticdata.fetch import REFUSED, FetchPolicy
 from ticdata.job import Job, unfinished_plan
 from ticdata.layout import SHARD_DIGITS, CuratedFolder, shard_name
+from ticdata.documents import load_sizes
 from ticdata.manifest import load_manifest_json, scan_manifest, update_manifest
-from ticdata.storage import atomic_dir, publish, read_json, write_json_atomic, write_parquet_atomic
+from ticdata.storage import atomic_dir, publish, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which would call PyPI
@@ -365,7 +366,7 @@ def bucket_shards(dir: Path, bucket: str) -> list[Path]:
     """The tars of a bucket listed in its sizes.json, in order."""
     shards = CuratedFolder(Path(dir)).shards
     sizes_path = shards.sizes_json(bucket)
-    sizes = read_json(sizes_path) if sizes_path.exists() else {}
+    sizes = load_sizes(sizes_path) if sizes_path.exists() else {}
     return [shards.bucket(bucket) / name for name in sorted(sizes)]
 
 

@@ -42,8 +42,9 @@ from ticdata.evalselect import CLASSIFICATION, EXCLUDED, RETRIEVAL, TRAIN, Selec
 from ticdata.executor import Task
 from ticdata.job import Job
 from ticdata.layout import EVAL_DIR, TRAIN_DIR, CuratedFolder
+from ticdata.documents import load_evalsets_doc
 from ticdata.evalsets_tasks import FlagSpec, HashSpec, WriteSetSpec, flag_training, hash_tar, write_eval_set
-from ticdata.manifest import bucket_table, load_manifest_json, scan_manifest, update_manifest
+from ticdata.manifest import bucket_table, checked_manifest_files, load_manifest_json, scan_manifest, update_manifest
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -211,11 +212,16 @@ def make_job(config: EvalConfig) -> tuple[Job, dict]:
     bench_eval = doc["benchmark"].get("eval", {}) if "benchmark" in doc else {}
     retrieval = config.retrieval if config.retrieval is not None else int(bench_eval.get("retrieval_per_step", 1000))
     per_class = config.per_class if config.per_class is not None else int(bench_eval.get("classification_per_class", 50))
+    for key, n in (("retrieval_per_step", retrieval), ("classification_per_class", per_class)):
+        if n < 0:
+            raise UserError(f"{folder.manifest_json}: key 'benchmark.eval.{key}' is {n}; set sizes are 0 or more "
+                            f"(pass --{'retrieval' if key.startswith('r') else 'per-class'} N, or fix the file)")
     plan = _plan_doc(config, vocab_spec, retrieval, per_class, tars)
     _check_imports(config)  # refuse a bad pickle before anything is changed
     outputs = (folder.eval_dir,) + ((folder.train_dir,) if config.train_shards else ())
     job = Job(folder.root, "evalsets", plan, outputs=outputs, overwrite=config.overwrite, progress=config.progress,
-              clear=lambda: _reset_splits(folder.root), describe="eval sets built with other parameters or inputs")
+              clear=lambda: _reset_splits(folder.root), describe="eval sets built with other parameters or inputs",
+              defer_replace=True)
     facts = {"doc": doc, "buckets": buckets, "tars": tars, "vocab_spec": vocab_spec, "retrieval": retrieval,
              "per_class": per_class, "plan": plan}
     return job.check(), facts
@@ -229,7 +235,7 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
     dir = folder.root
     if job.open().done:
         log.info("%s: eval sets already built with these parameters; nothing to do", folder.eval_dir)
-        return read_json(folder.evalsets_json)
+        return load_evalsets_doc(folder.evalsets_json)
     doc, buckets, tars, plan = facts["doc"], facts["buckets"], facts["tars"], facts["plan"]
     vocab_spec = facts["vocab_spec"]
     state = job.state
@@ -242,6 +248,7 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
                                outputs=(out,)))
     hstats = job.stage(executor, "hash", hash_tasks)
     hashes = pl.concat([pl.read_parquet(t.args[0].out) for t in hash_tasks]).unique("uid", keep="first")
+    job.replace_outputs()  # every tar read: only now do the earlier eval sets and splits go (--overwrite)
 
     # 2. select
     vocab_values = None
@@ -262,7 +269,7 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
         src, out = t.args[0].out, state / "flags" / f"{t.key}.parquet"
         flag_tasks.append(Task(f"flag-{t.key}", flag_training, (FlagSpec("hashes", src, str(eval_table), str(out), config.distance),), src,
                                outputs=(out,)))
-    for i, part in enumerate(folder.manifest_files()):
+    for i, part in enumerate(checked_manifest_files(folder.root)):
         out = state / "flags" / f"pairs-{i:06d}.parquet"
         flag_tasks.append(Task(f"flag-pairs-{i:06d}", flag_training, (FlagSpec("pairs", str(part), str(eval_table), str(out), config.distance),),
                                str(part), outputs=(out,)))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,11 +29,12 @@ from typing import Callable
 from ticdata.errors import UserError
 from ticdata.executor import Task, run_stage
 from ticdata.layout import done_mark, state_dir
-from ticdata.storage import dumps_json, read_json, remove_tmp_leftovers, write_json_atomic
+from ticdata.storage import check_output_folder, dumps_json, read_json, remove_tmp_leftovers, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 NEW, RESUME, DONE, OTHER = "new", "resume", "done", "other"
+REPLACE_PENDING = "replace-pending"  # state marker: the earlier outputs are still to be removed (defer_replace)
 
 
 def _canonical(obj) -> object:
@@ -64,6 +64,7 @@ class Job:
     repeatable: bool = False  # a later run with another plan continues the folder (download rounds)
     clear: Callable[[], None] | None = None  # undo what an earlier run changed outside `outputs`
     describe: str = ""  # how to name the folder's content in a refusal
+    defer_replace: bool = False  # --overwrite removes the old outputs at `replace_outputs`, not at `open`
     split: dict = field(default_factory=dict)  # how the work is cut into tasks: another split restarts the state
     status: str = field(default="", init=False)
     tasks_by_node: dict = field(default_factory=dict, init=False)  # node (or host) -> tasks it ran
@@ -115,9 +116,28 @@ class Job:
             return OTHER
         return NEW
 
+    def _remove_outputs(self) -> None:
+        for p in self.outputs:
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+        if self.clear is not None:
+            self.clear()
+
+    def replace_outputs(self) -> None:
+        """With `defer_replace`: remove the earlier run's outputs now that the verb has read its
+        inputs without error (so a damaged input never costs the user the old outputs). A run killed
+        before this point leaves the marker, and its rerun replaces them here; a no-op otherwise."""
+        pending = self.state / REPLACE_PENDING
+        if pending.exists():
+            self.mark.unlink(missing_ok=True)
+            self._remove_outputs()
+            pending.unlink()
+
     def check(self) -> "Job":
         """Refuse, before anything is written, a folder this job may not take over or cannot write."""
-        _check_writable(self.out)
+        check_output_folder(self.out)
         if self.assess() == OTHER and not self.overwrite:
             what = self.describe or f"the output of another `tic {self.verb}`"
             raise UserError(f"{self.out}: holds {what} (other inputs or parameters); pass --overwrite to replace it, or choose another folder")
@@ -132,15 +152,13 @@ class Job:
             return self
         if self.status == OTHER:
             log.info("%s: replacing the earlier %s output (--overwrite)", self.out, self.verb)
-            for p in self.outputs:
-                if p.is_dir():
-                    shutil.rmtree(p)
-                else:
-                    p.unlink(missing_ok=True)
             shutil.rmtree(self.state, ignore_errors=True)
-            self.mark.unlink(missing_ok=True)
-            if self.clear is not None:
-                self.clear()
+            if self.defer_replace:  # the old outputs, and their mark, stay until `replace_outputs`
+                self.state.mkdir(parents=True, exist_ok=True)
+                (self.state / REPLACE_PENDING).write_bytes(b"")
+            else:
+                self.mark.unlink(missing_ok=True)
+                self._remove_outputs()
         elif self.status == NEW:
             shutil.rmtree(self.state, ignore_errors=True)
             if not self.repeatable:
@@ -192,17 +210,6 @@ class Job:
         write_json_atomic(self.mark, {"fingerprint": self.fingerprint, "result": result, "tasks_by_node": self.tasks_by_node})
         if not keep_state:
             shutil.rmtree(self.state, ignore_errors=True)
-
-
-def _check_writable(out: Path) -> None:
-    """The output folder exists (made here) and takes a file; else one line saying why."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".tmp-probe-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"{out}: cannot write the output folder here ({e.strerror or e}); choose another folder") from None
 
 
 def unfinished_plan(out: Path, verb: str) -> dict | None:

@@ -29,6 +29,7 @@ user can edit: every path below a bucket is built by `bucket_dir`, which checks 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ EVALSETS_JSON = "evalsets.json"
 TRAIN_DIR = "train"
 STATE_DIR = ".tic"
 SHARD_DIGITS = 8
+STEP_FOLDER = re.compile(r"step-(\d{2,})-[A-Za-z0-9][A-Za-z0-9._=+-]{0,99}")
 
 
 def shard_name(shard: int) -> str:
@@ -168,7 +170,9 @@ class RunFolder:
         return self.checkpoints / f"step-{index:02d}-{check_bucket_name(bucket)}"
 
     def step_checkpoints(self) -> list[Path]:
-        return sorted(self.checkpoints.glob("step-*"))
+        """The step folders `tic train` writes (step-NN-<bucket>), in step order; anything else
+        under checkpoints/ (a stray file, `resume`, a hand-made `step-x`) is not one."""
+        return sorted(p for p in self.checkpoints.glob("step-*") if STEP_FOLDER.fullmatch(p.name) and p.is_dir())
 
     @property
     def resume(self) -> Path:

@@ -7,15 +7,18 @@ expect) and <out>/manifest.json. Readers: `scan_manifest` (Polars), or any Hive-
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import polars as pl
 
 from ticdata.benchmarks import Benchmark
 from ticdata.columns import EVIDENCE_OUTPUT, MANIFEST_CORE, carried_name
 from ticdata.errors import UserError
-from ticdata.layout import MANIFEST_DIR, MANIFEST_JSON, CuratedFolder
-from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
+from ticdata.layout import MANIFEST_DIR, CuratedFolder
+from ticdata.documents import load_manifest_doc
+from ticdata.storage import write_json_atomic, write_parquet_atomic
 
 SCHEMA_VERSION = 1
 
@@ -51,23 +54,69 @@ def conform(df: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return df.select(exprs + extra)
 
 
-def scan_manifest(out: str | Path) -> pl.LazyFrame:
-    """The manifest of a curated folder as one LazyFrame, `year` included (Int32)."""
-    root = CuratedFolder(Path(out)).manifest_dir
+_FOOTERS_CHECKED: dict[Path, tuple] = {}
+
+
+def _damage_remedy(out: Path) -> str:
+    return f"restore the manifest from a copy, or curate again (tic curate ... --out {out} --overwrite)"
+
+
+def checked_manifest_files(out: str | Path) -> list[Path]:
+    """The manifest's Parquet files, each footer read once (a truncated or half-copied file is the
+    common damage, and is caught here before any task starts, with the file named)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = CuratedFolder(Path(out))
+    root = folder.manifest_dir
     if not root.is_dir():
         raise UserError(f"{out}: no {MANIFEST_DIR}/ folder; run `tic curate INPUT... --out {out}` first")
-    files = sorted(root.glob("year=*/*.parquet"))
+    files = folder.manifest_files()
     if not files:
         raise UserError(f"{root}: the manifest has no Parquet files (the curation kept no rows)")
+    signature = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if _FOOTERS_CHECKED.get(root.resolve()) != signature:
+        for f in files:
+            try:
+                pq.read_metadata(f)
+            except (OSError, pa.ArrowException) as e:
+                raise UserError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0][:120]}); {_damage_remedy(folder.root)}") from None
+        _FOOTERS_CHECKED[root.resolve()] = signature
+    return files
+
+
+@contextmanager
+def manifest_guard(out: str | Path) -> Iterator[None]:
+    """Turn a Parquet decoding error met while a verb reads the manifest (damage inside a data page,
+    which a footer check cannot see) into one line naming the damaged file; other errors pass."""
+    try:
+        yield
+    except (pl.exceptions.PolarsError, OSError) as e:
+        bad = _first_damaged(Path(out))
+        if bad is None:
+            raise
+        raise UserError(f"{bad[0]}: damaged Parquet ({bad[1][:120]}); {_damage_remedy(Path(out))}") from e
+
+
+def _first_damaged(out: Path) -> tuple[Path, str] | None:
+    for f in CuratedFolder(out).manifest_files():
+        try:
+            pl.read_parquet(f)
+        except (pl.exceptions.PolarsError, OSError) as e:
+            return f, str(e).splitlines()[0] if str(e) else type(e).__name__
+    return None
+
+
+def scan_manifest(out: str | Path) -> pl.LazyFrame:
+    """The manifest of a curated folder as one LazyFrame, `year` included (Int32)."""
+    checked_manifest_files(out)
+    root = CuratedFolder(Path(out)).manifest_dir
     lf = pl.scan_parquet(root, hive_partitioning=True)
     return lf.with_columns(pl.col("year").cast(pl.Int32))
 
 
 def load_manifest_json(out: str | Path) -> dict:
-    path = CuratedFolder(Path(out)).manifest_json
-    if not path.exists():
-        raise UserError(f"{out}: no {MANIFEST_JSON}; the folder is not a finished curation (run `tic curate ... --out {out}`)")
-    return read_json(path)
+    return load_manifest_doc(Path(out))
 
 
 def bucket_table(counts: list[tuple[int, int, str, int]], bench: Benchmark) -> tuple[dict, dict]:
@@ -134,7 +183,7 @@ def update_manifest(out: str | Path, table: pl.DataFrame, columns: dict[str, pl.
     present = {c: t for c, t in columns.items() if c in table.columns}
     table = table.select(on, *[pl.col(c).cast(t) for c, t in present.items()]).unique(on, keep="last")
     updated = 0
-    for part in folder.manifest_files():
+    for part in checked_manifest_files(folder.root):
         df = pl.read_parquet(part)
         missing = [pl.lit(None, dtype=t).alias(c) for c, t in columns.items() if c not in df.columns]
         if missing:
@@ -149,7 +198,7 @@ def update_manifest(out: str | Path, table: pl.DataFrame, columns: dict[str, pl.
         write_parquet_atomic(part, df, compression="zstd", compression_level=1, statistics=True)
     doc_path = folder.manifest_json
     if doc_path.exists():
-        doc = read_json(doc_path)
+        doc = load_manifest_doc(folder.root)
         doc["columns"] = doc.get("columns", {}) | {c: str(t) for c, t in columns.items()}
         write_json_atomic(doc_path, doc)
     return updated

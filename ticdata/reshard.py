@@ -60,6 +60,7 @@ from ticdata.errors import UserError, printable
 from ticdata.executor import Task
 from ticdata.job import Job
 from ticdata.layout import SHARDS_DIR, CuratedFolder, shard_name
+from ticdata.documents import load_reshard_doc
 from ticdata.ledger import LedgerError
 from ticdata.reshard_select import Lookup, Selection, selection_from_manifest, selection_from_uid_files
 from ticdata.reshard_tasks import (
@@ -75,7 +76,7 @@ from ticdata.reshard_tasks import (
     write_key,
     write_shard,
 )
-from ticdata.storage import dumps_json, read_json, write_json_atomic
+from ticdata.storage import dumps_json, write_json_atomic
 from ticdata.wds import MALFORMED, check_inputs, expand_shards
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ def reshard(
     folder = CuratedFolder(plan.out)
     if job.done:
         log.info("%s: already resharded from these inputs; nothing to do", plan.out)
-        return read_json(folder.reshard_json)
+        return load_reshard_doc(folder.reshard_json)
     state = job.state
     lookup_dir = state / "lookup"
     if not all((lookup_dir / f"{n}.npy").exists() for n in ("hi", "lo", "bucket")):

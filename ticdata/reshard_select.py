@@ -19,7 +19,7 @@ import polars as pl
 from ticdata.benchmarks import benchmark_from_manifest, bucket_names, check_bucket_name
 from ticdata.errors import UserError
 from ticdata.layout import CuratedFolder
-from ticdata.manifest import load_manifest_json, scan_manifest
+from ticdata.manifest import checked_manifest_files, load_manifest_json, scan_manifest
 from ticdata.storage import atomic_file
 from ticdata.uidlists import read_uid_array, parse_uid_specs
 
@@ -100,7 +100,7 @@ def selection_from_manifest(folder: Path, split: str | None = "train") -> Select
         raise UserError(f"{cf.root}: monthly buckets but the manifest has no 'month' column; recurate the folder")
     index = pl.col("_name").replace_strict(names, list(range(len(names))), default=None, return_dtype=pl.UInt16)
     parts = []
-    for path in cf.manifest_files():
+    for path in checked_manifest_files(cf.root):
         year = int(path.parent.name.split("=", 1)[1])
         cols = ["uid"] + [c for c in ("month", "split", "bucket") if c in schema]
         df = pl.read_parquet(path, columns=cols).with_columns(year=pl.lit(year, pl.Int32))

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ticdata.errors import UserError
 from ticdata.layout import SHARDS_DIR, ShardsFolder
 from ticdata.reshard_select import Lookup
 from ticdata.storage import atomic_dir, atomic_file
-from ticdata.tars import TarError, TarWriter, trailer
+from ticdata.tars import TarWriter, trailer
 from ticdata.wds import MALFORMED, iter_samples, sample_uid
 
 EXAMPLES = 5  # malformed samples named per reason in reshard.json
@@ -96,42 +95,39 @@ def read_tars(spec: ReadSpec) -> dict:
     final = work_dir(spec.state) / read_key(spec.index)
     with atomic_dir(final) as tmp, ExitStack() as files:
         for path in spec.tars:
-            try:
-                for key, members in iter_samples(path, skipped):
-                    counts["rows_in"] += 1
-                    uid, reason = sample_uid(members)
-                    if uid is None:
-                        malformed[reason] += 1
-                        ex = examples.setdefault(reason, [])
-                        if len(ex) < EXAMPLES:
-                            ex.append(f"{path}: {key}")
-                        continue
-                    h, l = int(uid[:16], 16), int(uid[16:], 16)
-                    if uid in seen:
-                        counts["duplicates"] += 1
-                        b = lookup.find(h, l)
-                        if b >= 0:
-                            dup_selected[str(b)] = dup_selected.get(str(b), 0) + 1
-                        continue
-                    seen.add(uid)
-                    seen_hi.append(h)
-                    seen_lo.append(l)
+            for key, members in iter_samples(path, skipped, "re-download this shard or leave it out of the inputs"):
+                counts["rows_in"] += 1
+                uid, reason = sample_uid(members)
+                if uid is None:
+                    malformed[reason] += 1
+                    ex = examples.setdefault(reason, [])
+                    if len(ex) < EXAMPLES:
+                        ex.append(f"{path}: {key}")
+                    continue
+                h, l = int(uid[:16], 16), int(uid[16:], 16)
+                if uid in seen:
+                    counts["duplicates"] += 1
                     b = lookup.find(h, l)
-                    if b < 0:
-                        counts["not_selected"] += 1
-                        continue
-                    counts["selected"] += 1
-                    if b not in outs:
-                        fh = files.enter_context(open(tmp / f"b{b:04d}.part", "wb", buffering=1 << 20))
-                        outs[b] = (TarWriter(fh), [[], [], [], []])
-                    writer, idx = outs[b]
-                    start = writer.offset
-                    for ext, data in sorted(members, key=lambda m: m[0]):
-                        writer.add(f"{uid}.{ext}", data)
-                    for col, v in zip(idx, (h, l, start, writer.offset)):
-                        col.append(v)
-            except TarError as e:
-                raise UserError(f"{path}: {e}; re-download this shard or leave it out of the inputs") from None
+                    if b >= 0:
+                        dup_selected[str(b)] = dup_selected.get(str(b), 0) + 1
+                    continue
+                seen.add(uid)
+                seen_hi.append(h)
+                seen_lo.append(l)
+                b = lookup.find(h, l)
+                if b < 0:
+                    counts["not_selected"] += 1
+                    continue
+                counts["selected"] += 1
+                if b not in outs:
+                    fh = files.enter_context(open(tmp / f"b{b:04d}.part", "wb", buffering=1 << 20))
+                    outs[b] = (TarWriter(fh), [[], [], [], []])
+                writer, idx = outs[b]
+                start = writer.offset
+                for ext, data in sorted(members, key=lambda m: m[0]):
+                    writer.add(f"{uid}.{ext}", data)
+                for col, v in zip(idx, (h, l, start, writer.offset)):
+                    col.append(v)
         files.close()
         for b, (_, idx) in sorted(outs.items()):
             np.save(tmp / f"b{b:04d}.idx.npy", np.array(idx, dtype=_U8).reshape(4, -1), allow_pickle=False)

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from ticdata.errors import UserError
+
 
 def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
@@ -115,3 +117,19 @@ def remove_tmp_leftovers(folder: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+
+
+def check_output_folder(out: Path, flag: str = "--out") -> Path:
+    """The output folder exists (made here) and takes a file; else one line naming the flag and why
+    (a file in its place, a read-only disk, a parent that is a file), before any work starts."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{flag} {out}: a file is in the way, not a folder; choose another folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".tmp-probe-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"{flag} {out}: cannot write the output folder here ({e.strerror or e}); choose another folder") from None
+    return out

@@ -204,8 +204,8 @@ def _iter_members(path: str | Path, skipped: list[int] | None, read: bool) -> It
         pax: dict[str, bytes] = {}
         while True:
             hdr = fh.read(BLOCK)
-            if not hdr:
-                return  # no end-of-archive blocks: tolerated, as tarfile does
+            if not hdr:  # tarfile tolerates this; tic does not: it is what a cut at a member boundary looks like
+                raise TarError(f"truncated: no end-of-archive marker; the file ends at byte {offset}, between two members")
             if len(hdr) < BLOCK:
                 raise TarError(f"truncated: a header at byte {offset} is {len(hdr)} bytes long")
             if hdr == ZERO_BLOCK:

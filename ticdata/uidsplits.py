@@ -16,8 +16,8 @@ import polars as pl
 from ticdata import __version__
 from ticdata.errors import UserError
 from ticdata.ledger import Ledger
-from ticdata.manifest import SCHEMA_VERSION, load_manifest_json, scan_manifest
-from ticdata.storage import atomic_dir, write_json_atomic
+from ticdata.manifest import SCHEMA_VERSION, checked_manifest_files, load_manifest_json, scan_manifest
+from ticdata.storage import atomic_dir, check_output_folder, write_json_atomic
 from ticdata.benchmarks import benchmark_from_manifest, bucket_names
 from ticdata.layout import CuratedFolder, bucket_dir, check_apart
 from ticdata.uidlists import parse_uid_specs, read_uid_file, write_uid_file
@@ -31,6 +31,7 @@ def export_uids(manifest_dir: Path, out: Path, split: str | None = "train") -> d
     where = CuratedFolder(Path(manifest_dir)).manifest_json
     names = bucket_names(doc, where)
     bench = benchmark_from_manifest(doc, where)
+    check_apart(Path(out), {"curated folder": Path(manifest_dir)})
     lf = scan_manifest(manifest_dir)
     if split:
         have = lf.select(pl.col("split").unique()).collect()["split"].to_list() if "split" in lf.collect_schema() else []
@@ -39,6 +40,7 @@ def export_uids(manifest_dir: Path, out: Path, split: str | None = "train") -> d
                             "choose one of those or 'all'")
         lf = lf.filter(pl.col("split") == split)
     lf = lf.with_columns(_bucket=bench.bucket_expr())
+    check_output_folder(Path(out))
     written = {}
     for name in names:
         uids = lf.filter(pl.col("_bucket") == name).select("uid").collect()["uid"].to_list()
@@ -70,7 +72,7 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
     matched_per_bucket = {name: 0 for name, _ in pairs}
     rows_in = kept = 0
     with atomic_dir(dest.manifest_dir) as tmp:
-        for part in CuratedFolder(Path(manifest_dir)).manifest_files():
+        for part in checked_manifest_files(manifest_dir):
             df = pl.read_parquet(part)
             rows_in += df.height
             sel = df.join(table, on="uid", how="inner").sort("uid")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ticdata.errors import UserError
-from ticdata.tars import IMAGE_EXTS, check_tar, iter_member_spans, iter_members
+from ticdata.tars import IMAGE_EXTS, TarError, check_tar, iter_member_spans, iter_members
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +162,21 @@ def split_name(name: str) -> tuple[str, str] | None:
     return m.group(1), m.group(2)
 
 
-def iter_samples(path: str, skipped: list[int]):
+SHARD_REMEDY = "re-create this shard (tic download, tic reshard) or leave it out of the inputs"
+
+
+def iter_samples(path: str, skipped: list[int], remedy: str = SHARD_REMEDY):
     """(key, [(ext, bytes), ...]) per sample of one tar: consecutive members sharing a key, as
-    webdataset groups them; members without an extension and `__meta__` members are skipped."""
+    webdataset groups them; members without an extension and `__meta__` members are skipped.
+    The one guarded reader of every verb: a damaged tar (checksum, truncation, forged sizes) is a
+    UserError naming the file and `remedy`, never a traceback."""
+    try:
+        yield from _samples(path, skipped)
+    except TarError as e:
+        raise UserError(f"{path}: {e}; {remedy}") from None
+
+
+def _samples(path: str, skipped: list[int]):
     key, members = None, []
     for name, data in iter_members(path, skipped):
         parts = split_name(name)

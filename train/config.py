@@ -140,12 +140,18 @@ def check(cfg: RunConfig) -> None:
             raise UserError(f"{k} = {getattr(cfg, k)}: must be at least 1")
     if cfg.batch_size % cfg.accum_freq:
         raise UserError(f"batch_size {cfg.batch_size} is not a multiple of accum_freq {cfg.accum_freq}")
-    if cfg.samples_per_step < 0 or cfg.buffer < 0 or cfg.warmup < 0:
-        raise UserError("samples_per_step, buffer and warmup must not be negative")
+    for k in ("samples_per_step", "buffer", "warmup", "seed", "workers", "checkpoint_every", "threads"):
+        if getattr(cfg, k) < 0:
+            raise UserError(f"{k} = {getattr(cfg, k)}: must not be negative")
     for k in ("lr", "weight_decay", "beta1", "beta2", "eps", "lwf_weight", "lwf_temperature", "patching_alpha"):
         if not math.isfinite(float(getattr(cfg, k))) or float(getattr(cfg, k)) < 0:
             raise UserError(f"{k} = {getattr(cfg, k)}: must be a finite number, not negative")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise UserError(f"device {cfg.device!r}: choose auto, cpu, cuda or cuda:N")
+    for k in ("beta1", "beta2"):
+        if not 0.0 <= getattr(cfg, k) < 1.0:
+            raise UserError(f"{k} = {getattr(cfg, k)}: AdamW's betas lie in [0, 1)")
+    if cfg.eps <= 0 or cfg.lwf_temperature <= 0:
+        raise UserError(f"eps = {cfg.eps}, lwf_temperature = {cfg.lwf_temperature}: both must be positive")
     if not 0.0 <= cfg.patching_alpha <= 1.0:
         raise UserError(f"patching_alpha {cfg.patching_alpha}: must be between 0 and 1")

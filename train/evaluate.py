@@ -30,6 +30,7 @@ from ticdata.layout import CuratedFolder, RunFolder
 from ticdata.storage import write_json_atomic
 from ticdata.tars import IMAGE_EXTS
 from tic_train.checkpoint import CONFIG, WEIGHTS
+from tic_train.documents import load_cell, load_run_doc
 from tic_train.metrics import classifier_weights, retrieval, zero_shot
 from tic_train.transfer import transfer_metrics
 
@@ -49,11 +50,39 @@ class EvalSet:
     labels: list[int] = field(default_factory=list)
     classnames: list[str] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # "<tar>: sample <key>" per image, for error messages
     fingerprint: str = ""
 
 
+def _text_lines(path: Path, what: str) -> list[str]:
+    """The non-empty lines of a required text file of an eval set; missing or not UTF-8: refused."""
+    try:
+        lines = [x.strip() for x in path.read_bytes().decode("utf-8").splitlines() if x.strip()]
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the eval set's {what} ({e.strerror or type(e).__name__}); rebuild the eval set") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); rebuild the eval set") from None
+    if not lines:
+        raise UserError(f"{path}: lists no {what}; rebuild the eval set")
+    return lines
+
+
+def _label(data: bytes, tar: Path, key: str, classes: int) -> int:
+    try:
+        label = int(data.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        label = -1
+    if not 0 <= label < classes:
+        raise UserError(f"{tar}: sample {key!r}: class label {data[:20]!r} is not an index into classnames.txt "
+                        f"(0..{classes - 1}); rebuild the eval set")
+    return label
+
+
 def read_wds_set(folder: Path, key: str, bucket: str | None = None) -> EvalSet:
-    """An eval set in CLIP_benchmark's wds layout (test split)."""
+    """An eval set in CLIP_benchmark's wds layout (test split), read through tic's guarded tar
+    reader. A classification set needs classnames.txt and zeroshot_classification_templates.txt
+    (CLIP_benchmark's wds sets carry both; no default template is put in their place); a set
+    without samples, or a label outside the class list, is refused with the file named."""
     from ticdata.wds import iter_samples
 
     folder = Path(folder)
@@ -61,10 +90,18 @@ def read_wds_set(folder: Path, key: str, bucket: str | None = None) -> EvalSet:
         kind = (folder / "dataset_type.txt").read_text().strip().lower() if (folder / "dataset_type.txt").exists() else "classification"
         n = int((folder / "test" / "nshards.txt").read_text())
     except (OSError, ValueError) as e:
-        raise UserError(f"{folder}: not an eval set in CLIP_benchmark's wds layout (test/nshards.txt: {e})")
+        raise UserError(f"{folder}: not an eval set in CLIP_benchmark's wds layout (test/nshards.txt: {e})") from None
     if kind not in ("retrieval", "classification"):
-        raise UserError(f"{folder}/dataset_type.txt: {kind!r}; tic evaluates retrieval and classification sets")
+        raise UserError(f"{folder}/dataset_type.txt: {kind[:40]!r}; tic evaluates retrieval and classification sets")
+    if not 0 < n <= 1_000_000:
+        raise UserError(f"{folder}/test/nshards.txt: {n} shards; an eval set has 1 or more; rebuild the eval set")
     es = EvalSet(key, kind, folder, bucket)
+    if kind == "classification":
+        es.classnames = _text_lines(folder / "classnames.txt", "class names")
+        es.templates = _text_lines(folder / "zeroshot_classification_templates.txt", "prompt templates")
+        if not any("{c}" in t for t in es.templates):
+            raise UserError(f"{folder / 'zeroshot_classification_templates.txt'}: no template holds {{c}} (the class name); "
+                            "rebuild the eval set")
     h = hashlib.sha256()
     for i in range(n):
         tar = folder / "test" / f"{i}.tar"
@@ -72,7 +109,7 @@ def read_wds_set(folder: Path, key: str, bucket: str | None = None) -> EvalSet:
             raise UserError(f"{tar}: missing (nshards.txt says {n})")
         st = tar.stat()
         h.update(f"{tar.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-        for skey, members in iter_samples(str(tar), [0]):
+        for skey, members in iter_samples(str(tar), [0], "rebuild the eval set"):
             m = {e.lower(): d for e, d in members}
             img = next((m[e] for e in IMAGE_EXTS if e in m), None)
             if img is None:
@@ -84,13 +121,15 @@ def read_wds_set(folder: Path, key: str, bucket: str | None = None) -> EvalSet:
             else:
                 if "cls" not in m:
                     continue
-                es.labels.append(int(m["cls"].decode().strip()))
+                es.labels.append(_label(m["cls"], tar, skey, len(es.classnames)))
             es.images.append(img)
-    if kind == "classification":
-        es.classnames = [x.strip() for x in (folder / "classnames.txt").read_text().splitlines() if x.strip()]
-        tf = folder / "zeroshot_classification_templates.txt"
-        es.templates = [x.strip() for x in tf.read_text().splitlines() if x.strip()] if tf.exists() else ["a photo of a {c}."]
-        h.update(("\n".join(es.classnames) + "\n".join(es.templates)).encode())
+            es.sources.append(f"{tar}: sample {skey!r}")
+    if not es.images:
+        raise UserError(f"{folder}: the eval set holds no usable samples (an image with its {'txt' if kind == 'retrieval' else 'cls'}); "
+                        "rebuild it")
+    if kind == "retrieval" and not any(es.captions):
+        raise UserError(f"{folder}: no sample has a caption; rebuild the eval set")
+    h.update(("\n".join(es.classnames) + "\n".join(es.templates)).encode())
     es.fingerprint = h.hexdigest()[:16]
     return es
 
@@ -107,7 +146,11 @@ def dynamic_sets(data: Path, buckets: list[str]) -> list[EvalSet]:
 
 
 def _checkpoint_fingerprint(folder: Path) -> str:
-    st = (folder / WEIGHTS).stat()
+    try:
+        st = (folder / WEIGHTS).stat()
+    except OSError:
+        raise UserError(f"{folder / WEIGHTS}: missing; the checkpoint is incomplete: delete {folder} and rerun "
+                        "`tic train` with the run's config (it retrains that step)") from None
     return hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
@@ -117,6 +160,9 @@ def checkpoint_architecture(folder: Path) -> str:
     (`hf-hub:`, a URL) that would make open_clip download something."""
     import open_clip
 
+    from tic_train.tiny import register_configs
+
+    register_configs()
     path = Path(folder) / CONFIG
     try:
         arch = json.loads(path.read_text())["architecture"]
@@ -128,6 +174,26 @@ def checkpoint_architecture(folder: Path) -> str:
     return arch
 
 
+def check_checkpoint(folder: Path) -> str:
+    """The architecture of a step checkpoint whose config names a local model and whose weights
+    file is whole (its safetensors header and size agree); checked for every checkpoint before the
+    first cell is scored, so a damaged run fails before anything is written."""
+    from safetensors import safe_open
+
+    arch = checkpoint_architecture(folder)
+    weights = Path(folder) / WEIGHTS
+    if not weights.is_file():
+        raise UserError(f"{weights}: missing; the checkpoint is incomplete: delete {folder} and rerun `tic train` with "
+                        "the run's config (it retrains that step)")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error kinds
+        raise UserError(f"{weights}: not a whole safetensors file ({str(e).splitlines()[0][:100] if str(e) else type(e).__name__}); "
+                        f"delete {folder} and rerun `tic train` with the run's config (it retrains that step)") from None
+    return arch
+
+
 def load_model(folder: Path, device: torch.device):
     import open_clip
 
@@ -135,15 +201,25 @@ def load_model(folder: Path, device: torch.device):
 
     register_configs()
     arch = checkpoint_architecture(folder)
-    with quiet_model_creation():
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(folder / WEIGHTS), device=device)
+    try:
+        with quiet_model_creation():
+            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(folder / WEIGHTS), device=device)
+    except Exception as e:  # noqa: BLE001 - safetensors, torch and open_clip each raise their own kinds
+        raise UserError(f"{folder / WEIGHTS}: not weights of a {arch} model tic can load ({type(e).__name__}); the file is "
+                        f"damaged: delete {folder} and rerun `tic train` with the run's config (it retrains that step)") from None
     return model.eval(), preprocess, open_clip.get_tokenizer(arch), arch
 
 
 def _preprocess_all(es: EvalSet, preprocess) -> torch.Tensor:
     from PIL import Image
 
-    return torch.stack([preprocess(Image.open(io.BytesIO(b)).convert("RGB")) for b in es.images])
+    out = []
+    for data, source in zip(es.images, es.sources):
+        try:
+            out.append(preprocess(Image.open(io.BytesIO(data)).convert("RGB")))
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise UserError(f"{source}: the image does not decode ({type(e).__name__}); rebuild the eval set") from None
+    return torch.stack(out)
 
 
 @torch.no_grad()
@@ -181,15 +257,14 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
                  progress: bool = True) -> dict:
     """Fill every missing cell of RUN, then write and return RUN/eval/matrix.json."""
     run = Path(run)
-    doc_path = RunFolder(run).run_json
-    if not doc_path.exists():
-        raise UserError(f"{run}: no run.json; not a `tic train` run folder")
-    doc = json.loads(doc_path.read_text())
+    doc = load_run_doc(run)
     data = Path(doc["data"])
     buckets = list(doc["buckets"])
     ckpts = RunFolder(run).step_checkpoints()
     if not ckpts:
         raise UserError(f"{run}/checkpoints: no step checkpoints; train first (tic train ... --out {run})")
+    for ckpt in ckpts:
+        check_checkpoint(ckpt)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     sets = dynamic_sets(data, buckets)
     for name, path in (static or {}).items():
@@ -199,11 +274,14 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
     pixels_cache: dict[tuple[str, str], torch.Tensor] = {}
     cells: dict[tuple[str, str], dict] = {}
     for ckpt in ckpts:
-        todo = [es for es in sets if not _cell_path(run, ckpt, es).exists()]
+        todo = []
         for es in sets:
             p = _cell_path(run, ckpt, es)
-            if p.exists():
-                cells[(ckpt.name, es.key)] = json.loads(p.read_text())
+            cell = load_cell(p) if p.exists() else None
+            if cell is not None:
+                cells[(ckpt.name, es.key)] = cell
+            else:
+                todo.append(es)  # never scored, or its cached cell is damaged: score it (again)
         if not todo:
             continue
         model, preprocess, tokenizer, arch = load_model(ckpt, dev)
@@ -239,14 +317,14 @@ def _matrix(run: Path, doc: dict, ckpts: list[Path], sets: list[EvalSet], cells:
             for j, b in enumerate(buckets):
                 cell = cells.get((c, f"dyn-{b}-{kind}"))
                 if cell is not None:
-                    E[i][j] = cell["metrics"][metric]
+                    E[i][j] = cell["metrics"].get(metric)
         tasks[kind] = {"metric": metric, "E": E, "metrics": transfer_metrics(E)}
     static = {}
     for es in sets:
         if es.bucket is None:
             metric = PRIMARY[es.kind]
             static[es.key[len("static-"):]] = {"metric": metric, "task": es.kind, "folder": str(es.folder),
-                                               "by_step": [cells[(c.name, es.key)]["metrics"][metric] if (c.name, es.key) in cells else None
+                                               "by_step": [cells[(c.name, es.key)]["metrics"].get(metric) if (c.name, es.key) in cells else None
                                                            for c in sorted(ckpts)]}
     steps_doc = doc.get("steps", {})
     compute = {"samples": sum(s.get("samples", 0) for s in steps_doc.values()),

@@ -23,11 +23,12 @@ import torch
 
 from ticdata.benchmarks import benchmark_from_manifest
 from ticdata.errors import UserError
-from ticdata.layout import CuratedFolder, RunFolder
+from ticdata.layout import CuratedFolder, RunFolder, check_apart
 from ticdata.manifest import load_manifest_json
-from ticdata.storage import read_json, write_json_atomic
+from ticdata.storage import check_output_folder, write_json_atomic
 from tic_train.checkpoint import load_weights, save_checkpoint
 from tic_train.config import RunConfig, check
+from tic_train.documents import load_run_doc
 from tic_train.data import StepPlan
 from tic_train.env import Env, barrier, setup_env
 from tic_train.jsonlog import JsonlLog
@@ -94,7 +95,7 @@ def _run_doc(cfg: RunConfig, run: Path, fresh: dict) -> dict:
     path = RunFolder(run).run_json
     if not path.exists():
         return fresh
-    previous = read_json(path)
+    previous = load_run_doc(run)
     changed = sorted(k for k, v in cfg.to_json().items() if k not in RERUN_MAY_CHANGE and previous["config"].get(k) != v)
     if changed:
         raise UserError(f"{run}: holds a run with another config (differs in {', '.join(changed)}); use another --out")
@@ -109,7 +110,8 @@ def run_training(cfg: RunConfig) -> dict:
     rules = method(cfg.method)
     data, run = Path(cfg.data), Path(cfg.out)
     bench, names, C = _budget_and_steps(cfg, data)
-    run.mkdir(parents=True, exist_ok=True)
+    check_apart(run, {"data folder": data})
+    check_output_folder(run)
     folder = RunFolder(run)
     buckets = open_buckets(CuratedFolder(data).train_shards, names, folder.index_cache())
     sizes = [b.size for b in buckets]

@@ -14,14 +14,14 @@ sum over t of t x C samples, (T + 1) / 2 times its run (MACs scaled alike). The 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from ticdata.errors import UserError
-from ticdata.layout import RunFolder
 from ticdata.htmlreport import markdown_to_html
-from ticdata.storage import save_figure_atomic, write_text_atomic
+from ticdata.layout import check_apart
+from ticdata.storage import check_output_folder, save_figure_atomic, write_text_atomic
+from tic_train.documents import load_matrix, load_run_doc
 
 METRIC_HELP = {
     "in_domain": "mean of E[i][i]: each step's model on its own step's eval set",
@@ -32,17 +32,22 @@ METRIC_HELP = {
 
 
 def load_matrices(runs: list[Path]) -> list[dict]:
+    """The checked matrix and run.json of every run; refused when the runs are not comparable
+    (two runs of one method, or runs of different benchmarks: other steps or another data folder)."""
     out = []
     for run in runs:
-        p = RunFolder(Path(run)).matrix_json
-        if not p.exists():
-            raise UserError(f"{run}: no eval/matrix.json; run `tic eval {run}` first")
-        m = json.loads(p.read_text())
-        m["run_doc"] = json.loads(RunFolder(Path(run)).run_json.read_text())
+        m = load_matrix(Path(run))
+        m["run_doc"] = load_run_doc(Path(run))
         out.append(m)
     methods = [m["method"] for m in out]
     if len(set(methods)) != len(methods):
         raise UserError(f"two runs of the same method ({', '.join(methods)}); report one run per method")
+    first = out[0]
+    for run, m in zip(runs[1:], out[1:]):
+        steps, first_steps = [c["step"] for c in m["columns"]], [c["step"] for c in first["columns"]]
+        if steps != first_steps or m["data"] != first["data"]:
+            raise UserError(f"{run}: not comparable with {runs[0]}: steps {', '.join(steps)} of {m['data']} against "
+                            f"{', '.join(first_steps)} of {first['data']}; report runs of one benchmark and data folder together")
     return out
 
 
@@ -144,7 +149,8 @@ def build_report(runs: list[Path], out: Path) -> Path:
     matplotlib.use("Agg")
     ms = load_matrices([Path(r) for r in runs])
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_apart(out, {f"run folder {i + 1}": Path(r) for i, r in enumerate(runs)})
+    check_output_folder(out)
     figures: list[tuple[str, str]] = []
     for m in ms:
         for task in m["tasks"]:

@@ -13,7 +13,6 @@ so random access is a `pread` of the image bytes: a step can start, or resume, a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from ticdata.errors import UserError
 from ticdata.layout import ShardsFolder, bucket_dir
+from ticdata.documents import load_sizes
 from ticdata.storage import atomic_file
 from ticdata.tars import TarError
 from ticdata.wds import image_span, index_samples
@@ -110,7 +110,7 @@ def open_buckets(shards: ShardsFolder, names: list[str], cache: Path | None) -> 
     for name, folder in zip(names, bucket_folders(shards, names)):
         sizes_path = shards.sizes_json(name)
         if sizes_path.exists():
-            tars = [folder / t for t in json.loads(sizes_path.read_text())]
+            tars = [folder / t for t in load_sizes(sizes_path)]
         else:
             tars = sorted(folder.glob("*.tar"))
         tars = [t for t in tars if t.exists()]
