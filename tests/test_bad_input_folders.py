@@ -65,7 +65,7 @@ CASES = [
     ("export-years-a-string", EXPORT, lambda c, r, t: _set_key(c / "manifest.json", "benchmark.steps.0.years", "x"),
      ["manifest.json", "key 'benchmark.steps[0].years'"]),
     ("export-part-truncated", EXPORT, lambda c, r, t: truncate(c / PART), [PART, "not a readable Parquet file"]),
-    ("export-part-pages-damaged", EXPORT, lambda c, r, t: _page_damage(c / PART), [PART, "Parquet"]),
+    ("export-part-pages-damaged", EXPORT, lambda c, r, t: _page_damage(c / PART), [PART, "damaged Parquet"]),
     ("export-out-a-file", EXPORT, lambda c, r, t: (t / "u").write_text("x"), ["{tmp}/u"]),
     # audit
     ("audit-manifest-json-empty", AUDIT, lambda c, r, t: (c / "manifest.json").write_text(""), ["manifest.json", "empty"]),
@@ -125,6 +125,8 @@ CASES = [
      lambda c, r, t: edit_json(r / "eval" / "matrix.json", lambda d: d["tasks"]["retrieval"]["metrics"].update(in_domain="high")),
      ["matrix.json", "tasks.retrieval.metrics.in_domain"]),
     ("report-out-a-file", REPORT, lambda c, r, t: (t / "rep").write_text("x"), ["rep"]),
+    ("report-out-inside-the-run", ["report", "{run}", "--out", "{run}/rep"], lambda c, r, t: None, ["--out", "is inside"]),
+    ("train-out-inside-the-data", TRAIN[:4] + ["{cur}/run"] + TRAIN[5:], lambda c, r, t: None, ["--out", "is inside", "data folder"]),
 ]
 
 
@@ -182,3 +184,14 @@ def test_a_benchmark_definition_of_wrong_types_is_refused_by_key(tmp_path, capsy
         one_line(capsys, main(["benchmarks", str(bad)]), "mine.toml", key)
     bad.write_text('name = "mine"\n[[steps]]\nname = "a"\nyears = [2014]\n')
     assert main(["benchmarks", str(bad)]) == 0 and "mine" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_page_damage_met_inside_a_ray_task_is_named(small_run, tmp_path, capsys, ray_local):
+    """On Ray a task's Parquet error reaches the driver as a failed task; the file is still named."""
+    cur, run = copy_small_run(small_run, tmp_path)
+    _page_damage(cur / PART)
+    before = tree(cur)
+    code = main(["-q", "audit", str(cur), "--out", str(tmp_path / "a"), "--executor", "ray"])
+    one_line(capsys, code, PART, "damaged Parquet")
+    assert tree(cur) == before

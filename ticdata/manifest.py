@@ -89,9 +89,13 @@ def checked_manifest_files(out: str | Path) -> list[Path]:
 def manifest_guard(out: str | Path) -> Iterator[None]:
     """Turn a Parquet decoding error met while a verb reads the manifest (damage inside a data page,
     which a footer check cannot see) into one line naming the damaged file; other errors pass."""
+    import pyarrow as pa
+
+    from ticdata.executor import TaskFailed  # what a Ray task's Polars error arrives as
+
     try:
         yield
-    except (pl.exceptions.PolarsError, OSError) as e:
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError, TaskFailed) as e:
         bad = _first_damaged(Path(out))
         if bad is None:
             raise

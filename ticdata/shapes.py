@@ -45,7 +45,10 @@ def describe(shape) -> str:
         return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
                 dict: "an object", list: "a list"}.get(shape, shape.__name__)
     if isinstance(shape, list):
-        return f"a list of {describe(shape[0])}"
+        plural = {str: "strings", int: "integers", float: "numbers", bool: "booleans", dict: "objects", list: "lists",
+                  COUNT: "counts (integers >= 0)", NUMBER: "finite numbers"}
+        inner = shape[0]
+        return f"a list of {plural[inner]}" if _hashable(inner) and inner in plural else f"a list whose items are each {describe(inner)}"
     if isinstance(shape, tuple):
         return " or ".join(describe(s) for s in shape)
     if isinstance(shape, dict):
@@ -53,6 +56,14 @@ def describe(shape) -> str:
             return f"an object whose values are each {describe(shape[str])}"
         return "an object with " + ", ".join(k for k, v in shape.items() if not isinstance(v, Opt))
     return repr(shape)
+
+
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
 
 
 def _found(value) -> str:

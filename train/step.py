@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ticdata.errors import UserError
 from ticdata.layout import RunFolder
 from tic_train.checkpoint import STATE, load_state, load_weights, save_checkpoint
 from tic_train.config import RunConfig
@@ -105,11 +106,17 @@ def _resume(job: StepJob, opt) -> tuple[int, dict]:
     folder = job.resume_folder
     if (folder / STATE).exists():
         st = load_state(folder)
-        if int(st["step_index"]) == job.t:
-            load_weights(job.model, folder)
-            opt.load_state_dict(st["optimizer"])
-            start, counters = int(st["next_batch"]), json.loads(st["counters"])
-            set_rng_state(st["rng"], job.env)
+        try:
+            same_step = int(st["step_index"]) == job.t
+            if same_step:
+                load_weights(job.model, folder)
+                opt.load_state_dict(st["optimizer"])
+                start, counters = int(st["next_batch"]), json.loads(st["counters"])
+                set_rng_state(st["rng"], job.env)
+        except Exception as e:  # noqa: BLE001 - a state of another shape: KeyError, ValueError, RuntimeError, ...
+            raise UserError(f"{folder}: a resume state tic cannot use ({type(e).__name__}: {str(e)[:100]}); delete {folder} "
+                            "to restart the step from its beginning") from None
+        if same_step:
             log.info("step %s: resuming at batch %d of %d", job.name, start, job.plan.batches)
             return start, counters
     return 0, {"samples": 0, "skipped": 0, "per_bucket": [0] * len(job.plan.buckets), "loss_first": None, "seconds": 0.0}
