@@ -41,7 +41,7 @@ from ticdata import __version__
 from ticdata.executor import Task
 from ticdata.job import Job
 from ticdata.layout import CuratedFolder, check_apart
-from ticdata.manifest import bucket_table, checked_manifest_files, load_manifest_json
+from ticdata.manifest import checked_manifest_files, count_buckets, load_manifest_json
 from ticdata.snapshots import SnapshotTable
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 
@@ -265,10 +265,7 @@ def _findings(doc: dict, bench: Benchmark, stats: list[dict], t: dict[str, pl.Da
 
 
 def _finish_fix(dir: Path, fix: Path, doc: dict, bench: Benchmark, fixed: int) -> dict:
-    from ticdata.manifest import scan_manifest
-
-    counts = scan_manifest(fix).group_by("year", "month", "split" if "split" in scan_manifest(fix).collect_schema() else pl.lit("train").alias("split")).len().collect()
-    buckets, outside = bucket_table([(int(y), int(m), s, int(n)) for y, m, s, n in counts.iter_rows()], bench)
+    buckets, outside = count_buckets(fix, bench)
     new = dict(doc)
     new["buckets"], new["outside_buckets"] = buckets, outside
     info = {"rows_moved": fixed, "from": str(dir.resolve()),

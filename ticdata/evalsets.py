@@ -44,7 +44,7 @@ from ticdata.job import Job
 from ticdata.layout import EVAL_DIR, TRAIN_DIR, CuratedFolder
 from ticdata.documents import load_evalsets_doc
 from ticdata.evalsets_tasks import FlagSpec, HashSpec, WriteSetSpec, flag_training, hash_tar, write_eval_set
-from ticdata.manifest import bucket_table, checked_manifest_files, load_manifest_json, scan_manifest, update_manifest
+from ticdata.manifest import checked_manifest_files, count_buckets, load_manifest_json, scan_manifest, update_manifest
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -192,10 +192,7 @@ def _reset_splits(dir: Path) -> None:
 
 
 def _recount(dir: Path, doc: dict) -> dict:
-    bench = benchmark_from_manifest(doc, CuratedFolder(dir).manifest_json)
-    counts = (scan_manifest(dir).group_by("year", "month", "split").len().collect().iter_rows())
-    buckets, _ = bucket_table([(int(y), int(m) if m is not None else 1, s, n) for y, m, s, n in counts], bench)
-    return buckets
+    return count_buckets(dir, benchmark_from_manifest(doc, CuratedFolder(dir).manifest_json))[0]
 
 
 def make_job(config: EvalConfig) -> tuple[Job, dict]:

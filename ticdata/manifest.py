@@ -145,6 +145,31 @@ def bucket_table(counts: list[tuple[int, int, str, int]], bench: Benchmark) -> t
     return buckets, outside
 
 
+def count_buckets(out: str | Path, bench: Benchmark) -> tuple[dict, dict]:
+    """The bucket table of a curated folder as it is on disk (rows, years, splits per bucket; what
+    lies outside every bucket). A folder of uid lists (granularity "list") is counted by its
+    `bucket` column, every other by the year (and month) each row's bucket follows from."""
+    lf = scan_manifest(out)
+    split = pl.col("split") if "split" in lf.collect_schema() else pl.lit("train")
+    if bench.granularity != "list":
+        counts = lf.group_by("year", pl.col("month").fill_null(1), split.alias("split")).len().collect()
+        return bucket_table([(int(y), int(m), str(s), int(n)) for y, m, s, n in counts.iter_rows()], bench)
+    counts = lf.group_by("bucket", "year", split.alias("split")).len().collect()
+    buckets = {st.name: {"rows": 0, "years": [], "step": st.name, "splits": {}} for st in bench.steps}
+    outside: dict = {"rows": 0, "years": {}}
+    for name, year, sp, n in sorted(counts.iter_rows(), key=lambda r: (str(r[0]), r[1], str(r[2]))):
+        if name not in buckets:
+            outside["rows"] += n
+            outside["years"][str(year)] = outside["years"].get(str(year), 0) + n
+            continue
+        b = buckets[name]
+        b["rows"] += n
+        if year not in b["years"]:
+            b["years"].append(int(year))
+        b["splits"][str(sp)] = b["splits"].get(str(sp), 0) + n
+    return buckets, outside
+
+
 def _year_ranges(years: list[int]) -> str:
     """[2008, 2009, 2010, 2023] -> "2008-2010,2023"."""
     spans: list[list[int]] = []

@@ -16,13 +16,15 @@ import polars as pl
 from ticdata import __version__
 from ticdata.errors import UserError
 from ticdata.ledger import Ledger
-from ticdata.manifest import SCHEMA_VERSION, checked_manifest_files, load_manifest_json, scan_manifest
+from ticdata.manifest import SCHEMA_VERSION, checked_manifest_files, count_buckets, load_manifest_json, scan_manifest
 from ticdata.storage import atomic_dir, check_output_folder, write_json_atomic
 from ticdata.benchmarks import benchmark_from_manifest, bucket_names
 from ticdata.layout import CuratedFolder, bucket_dir, check_apart
 from ticdata.uidlists import parse_uid_specs, read_uid_file, write_uid_file
 
 log = logging.getLogger(__name__)
+TRAIN = "train"
+EVAL_MARKS = ("exclude_reason", "excluded_by", "eval_class")  # what `tic evalsets` writes beside `split`
 
 
 def export_uids(manifest_dir: Path, out: Path, split: str | None = "train") -> dict[str, int]:
@@ -44,7 +46,8 @@ def export_uids(manifest_dir: Path, out: Path, split: str | None = "train") -> d
     written = {}
     for name in names:
         uids = lf.filter(pl.col("_bucket") == name).select("uid").collect()["uid"].to_list()
-        written[name] = write_uid_file(bucket_dir(Path(out), name).with_suffix(".npy"), uids)
+        path = bucket_dir(Path(out), name)
+        written[name] = write_uid_file(path.with_name(f"{path.name}.npy"), uids)  # not with_suffix: "b.c" would give b.npy
     return written
 
 
@@ -70,12 +73,16 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
         dest.manifest_json.unlink(missing_ok=True)
     scan_manifest(manifest_dir)  # validates the source folder
     matched_per_bucket = {name: 0 for name, _ in pairs}
-    rows_in = kept = 0
+    rows_in = kept = reset = 0
     with atomic_dir(dest.manifest_dir) as tmp:
         for part in checked_manifest_files(manifest_dir):
             df = pl.read_parquet(part)
             rows_in += df.height
             sel = df.join(table, on="uid", how="inner").sort("uid")
+            if "split" in sel.columns:  # the lists define a fresh folder: marks of an earlier `tic evalsets` go
+                reset += int((sel["split"] != TRAIN).sum())
+                sel = sel.with_columns([pl.lit(TRAIN).alias("split")]
+                                       + [pl.lit(None, pl.String).alias(c) for c in EVAL_MARKS if c in sel.columns])
             kept += sel.height
             for name, n in sel.group_by("bucket").len().iter_rows():
                 matched_per_bucket[name] += n
@@ -92,17 +99,22 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
     }
     for v in lists.values():
         v["missing"] = v["uids"] - v["matched"]
+    bench = {"name": "uid-lists", "granularity": "list", "steps": [{"name": n, "years": []} for n, _ in pairs],
+             "source_benchmark": source_doc.get("benchmark", {}).get("name")}
+    if kept:
+        buckets, outside = count_buckets(dest.root, benchmark_from_manifest({"benchmark": bench}, dest.manifest_json))
+    else:
+        buckets, outside = {n: {"rows": 0, "years": [], "step": n, "splits": {}} for n, _ in pairs}, {"rows": 0, "years": {}}
     doc = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "tic", "version": __version__, "command": "uids import"},
-        "inputs": {"manifest": str(Path(manifest_dir).resolve()), "uid_lists": lists},
+        "inputs": {"manifest": str(Path(manifest_dir).resolve()), "uid_lists": lists, "eval_marks_reset": reset},
         "parameters": {},
-        "benchmark": {"name": "uid-lists", "granularity": "list", "steps": [{"name": n, "years": []} for n, _ in pairs],
-                      "source_benchmark": source_doc.get("benchmark", {}).get("name")},
+        "benchmark": bench,
         "columns": source_doc.get("columns", {}) | {"bucket": "String"},
         "rows": kept,
-        "buckets": {name: {"rows": matched_per_bucket[name], "years": [], "splits": {}} for name, _ in pairs},
-        "outside_buckets": {"rows": 0, "years": {}},
+        "buckets": buckets,
+        "outside_buckets": outside,
         "ledger": ledger.to_json(),
     }
     write_json_atomic(dest.manifest_json, doc)
