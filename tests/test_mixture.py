@@ -23,15 +23,15 @@ def test_definitions_by_hand():
     assert mixture("patching", t, SIZES).weights == (0, 0, 0, 1, 0)
     ca = mixture("cumulative-all", t, SIZES)
     assert np.allclose(ca.weights, [4000 / 10500, 1000 / 10500, 2500 / 10500, 3000 / 10500, 0])
-    assert mixture("restart", t, SIZES) == ca and mixture("lwf", t, SIZES) == ca
-    assert mixture("lwf", t, SIZES, lwf_data="sequential").weights == (0, 0, 0, 1, 0)
+    assert mixture("restart", t, SIZES) == ca and mixture("lwf", t, SIZES, lwf_data="cumulative-all") == ca
+    assert mixture("lwf", t, SIZES).weights == (0, 0, 0, 1, 0)  # the paper's LwF: the new data only (default)
     assert np.allclose(mixture("oracle", 0, SIZES).weights, np.array(SIZES) / sum(SIZES))
-    # exp: buffer of |D_t| = 3000: t-1 half (1500, but bucket 2 has 2500 -> fine), t-2 a quarter, t-3 the rest
-    ex = mixture("cumulative-exp", t, SIZES)
+    # exp with the 1x buffer (a flag): |D_t| = 3000: t-1 half (1500, but bucket 2 has 2500 -> fine), t-2 a quarter, t-3 the rest
+    ex = mixture("cumulative-exp", t, SIZES, buffer_factor=1)
     assert ex.limits[:3] == (750, 750, 1500) and ex.limits[3] is None
     assert np.allclose(ex.weights, [750 / 6000, 750 / 6000, 1500 / 6000, 3000 / 6000, 0])
     # equal: 1000 each from three old buckets
-    eq = mixture("cumulative-equal", t, SIZES)
+    eq = mixture("cumulative-equal", t, SIZES, buffer_factor=1)
     assert eq.limits[:3] == (1000, 1000, 1000)
     assert np.allclose(eq.weights, [1 / 6, 1 / 6, 1 / 6, 1 / 2, 0])
     # a share larger than its bucket is capped and the rest goes to the others: buffer 6000, equal
@@ -41,6 +41,21 @@ def test_definitions_by_hand():
     for m in METHODS:
         if m != "oracle":
             assert mixture(m, 0, SIZES).weights == (1, 0, 0, 0, 0)
+
+
+def test_replay_buffers_at_step_7_by_hand():
+    """TiC-DataComp's last step (t = 7, six old steps) with the default buffer of 2 x |D_7| old samples."""
+    sizes = [5000, 3000, 4000, 5000, 6000, 8000, 4000]
+    ex = mixture("cumulative-exp", 6, sizes)  # B = 8000: newest-first halves 4000, 2000, 1000, 500, then 250 and 250
+    assert ex.limits == (250, 250, 500, 1000, 2000, 4000, None)
+    assert np.allclose(ex.weights, np.array([250, 250, 500, 1000, 2000, 4000, 4000]) / 12000)
+    one = mixture("cumulative-exp", 6, sizes, buffer_factor=1)  # the 1x buffer: half of each
+    assert one.limits == (125, 125, 250, 500, 1000, 2000, None)
+    assert np.allclose(one.weights, np.array([125, 125, 250, 500, 1000, 2000, 4000]) / 8000)
+    sizes[6] = 3000
+    eq = mixture("cumulative-equal", 6, sizes)  # B = 6000 split equally over six old steps
+    assert eq.limits == (1000,) * 6 + (None,)
+    assert np.allclose(eq.weights, [1000 / 9000] * 6 + [3000 / 9000])
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -256,16 +256,16 @@ def test_the_shard_index_locates_each_samples_image_and_caption_from_the_headers
 def test_config_file_and_overrides(tmp_path):
     # the defaults a run relies on when the file says nothing (TiC-CLIP's optimizer settings, one step at a time)
     d = load_config(None, {"data": "d", "out": "o"})
-    assert (d.method, d.batch_size, d.model, d.lr, d.warmup, d.weight_decay, d.beta1, d.beta2, d.eps) == \
-        ("sequential", 256, "tic-tiny", 5e-4, 50, 0.2, 0.9, 0.98, 1e-6)
+    assert (d.method, d.batch_size, d.model, d.lr, d.warmup_first, d.warmup_later, d.weight_decay, d.beta1, d.beta2, d.eps) == \
+        ("sequential", 256, "tic-tiny", 5e-4, 50, 0, 0.2, 0.9, 0.98, 1e-6)
     assert (d.samples_per_step, d.accum_freq, d.precision, d.steps, d.checkpoint_every, d.patching_alpha) == (0, 1, "fp32", (), 0, 0.5)
     f = tmp_path / "run.toml"
     f.write_text('data = "d"\nout = "o"\nmethod = "cumulative-exp"\nbatch_size = 32\nlr = 1e-4\nsteps = ["2019"]\n'
                  'grad_checkpointing = true\n')
     cfg = load_config(str(f), {"batch_size": 16, "lwf_weight": None, "warmup": "7"})
     # the file's values, a flag winning over the file, an unset flag (None) leaving the file's value, strings coerced
-    assert (cfg.method, cfg.batch_size, cfg.lr, cfg.steps, cfg.grad_checkpointing, cfg.warmup, cfg.lwf_weight) == \
-        ("cumulative-exp", 16, 1e-4, ("2019",), True, 7, 1.0)
+    assert (cfg.method, cfg.batch_size, cfg.lr, cfg.steps, cfg.grad_checkpointing, cfg.warmup_first, cfg.warmup_later,
+            cfg.lwf_weight) == ("cumulative-exp", 16, 1e-4, ("2019",), True, 7, 7, 1.0)
     assert load_config(None, {"data": "d", "out": "o", "steps": "2019, 2020"}).steps == ("2019", "2020")
     f.write_text('data = "d"\nout = "o"\nlearning_rate = 1\n')
     with pytest.raises(UserError, match=rf"{re.escape(str(f))}: unknown key 'learning_rate'; known keys: .*\blr\b"):

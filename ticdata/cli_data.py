@@ -147,11 +147,6 @@ def cmd_evalsets(args) -> int:
     return 0
 
 
-_TRAIN_FLAGS = ("data", "out", "method", "samples_per_step", "batch_size", "model", "lr", "warmup", "weight_decay",
-                "precision", "seed", "workers", "device", "accum_freq", "buffer", "lwf_weight", "lwf_data",
-                "patching_alpha", "checkpoint_every", "log_every", "threads")
-
-
 def cmd_audit(args) -> int:
     from ticdata.audit import check_fail_if, headline, make_job, run_audit
     from ticdata.audit_report import write_report

@@ -9,9 +9,9 @@ from ticdata.cli_args import count, non_negative, port, positive, share
 from ticdata.errors import UserError
 
 
-_TRAIN_FLAGS = ("data", "out", "method", "samples_per_step", "batch_size", "model", "lr", "warmup", "weight_decay",
-                "precision", "seed", "workers", "device", "accum_freq", "buffer", "lwf_weight", "lwf_data",
-                "patching_alpha", "checkpoint_every", "log_every", "threads")
+_TRAIN_FLAGS = ("data", "out", "method", "samples_per_step", "batch_size", "model", "lr", "warmup", "warmup_first",
+                "warmup_later", "weight_decay", "precision", "seed", "workers", "device", "accum_freq", "buffer",
+                "buffer_factor", "lwf_weight", "lwf_data", "patching_alpha", "checkpoint_every", "log_every", "threads")
 
 
 def cmd_train(args) -> int:
@@ -31,7 +31,7 @@ def cmd_train(args) -> int:
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         overrides[k.strip().replace("-", "_")] = v.strip()
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, preset=args.preset)
     doc = run_training(cfg)
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         print(format_run_table(doc))
@@ -90,6 +90,8 @@ def add_train(sub, common) -> None:
         "(safetensors + open_clip_config.json), OUT/log.jsonl, OUT/run.json. A killed run resumes where it stopped. "
         "Methods: sequential, cumulative-all, cumulative-exp, cumulative-equal, restart, oracle, lwf, patching "
         "(definitions: README and train/mixture.py). Several processes: torchrun --nproc-per-node N -m ticdata.cli train ...")
+    tp.add_argument("--preset", metavar="NAME", help="a shipped run config: the paper's scales (tic-datacomp/medium, "
+                    "tic-datacomp/large, tic-datacomp/xlarge, tic-yfcc/medium, tic-redcaps/medium); --config and flags override it")
     tp.add_argument("--config", metavar="RUN.toml", help="a TOML run config; flags override it")
     tp.add_argument("--data", help="a folder after tic evalsets")
     tp.add_argument("--out", help="the run folder")
@@ -98,7 +100,9 @@ def add_train(sub, common) -> None:
     tp.add_argument("--batch-size", type=positive, help="global batch size (default 256)")
     tp.add_argument("--model", help="an open_clip architecture or a shipped tiny config (default tic-tiny)")
     tp.add_argument("--lr", type=non_negative, help="peak learning rate (default 5e-4)")
-    tp.add_argument("--warmup", type=count, help="warmup optimizer steps (default 50)")
+    tp.add_argument("--warmup", type=count, help="warmup optimizer steps of every step (sets both below)")
+    tp.add_argument("--warmup-first", type=count, help="warmup of a step trained from random init (default 50)")
+    tp.add_argument("--warmup-later", type=count, help="warmup of a warm-started step (default 0, as ml-tic-clip)")
     tp.add_argument("--weight-decay", type=non_negative, help="AdamW weight decay on weight matrices (default 0.2)")
     tp.add_argument("--precision", help="fp32 or bf16 (autocast) (default fp32)")
     tp.add_argument("--seed", type=count, help="seed of the initialisation, the draws and the augmentations (default 0)")
@@ -106,9 +110,10 @@ def add_train(sub, common) -> None:
     tp.add_argument("--device", help="auto, cpu or cuda (default auto)")
     tp.add_argument("--accum-freq", type=positive, help="micro-batches per optimizer step (gradient accumulation, default 1)")
     tp.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in the backward pass")
-    tp.add_argument("--buffer", type=count, help="replay buffer size of cumulative-exp/-equal (default |D_t|)")
+    tp.add_argument("--buffer", type=count, help="replay buffer size of cumulative-exp/-equal (default: --buffer-factor x |D_t|)")
+    tp.add_argument("--buffer-factor", type=non_negative, help="buffer size as a multiple of |D_t| (default 2, the paper's)")
     tp.add_argument("--lwf-weight", type=non_negative, help="LwF distillation weight (default 1)")
-    tp.add_argument("--lwf-data", help="LwF's data: sequential or a cumulative method (default cumulative-all)")
+    tp.add_argument("--lwf-data", help="LwF's data: sequential (default, the paper's) or a cumulative method")
     tp.add_argument("--patching-alpha", type=share, help="Patching: weight of the fine-tuned model (default 0.5)")
     tp.add_argument("--checkpoint-every", type=positive, help="optimizer steps between resume checkpoints (default: every 5 minutes)")
     tp.add_argument("--log-every", type=positive, help="optimizer steps per log line (default 10)")

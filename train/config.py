@@ -6,7 +6,8 @@
     batch_size = 256
     model = "tic-tiny"                   # any open_clip architecture, or a shipped tiny config
     lr = 5e-4
-    warmup = 50                          # optimizer steps
+    warmup_first = 50                    # optimizer steps of the first step (from random init)
+    warmup_later = 0                     # of every warm-started step (ml-tic-clip: 0)
     weight_decay = 0.2
     precision = "fp32"                   # fp32, or bf16 (autocast; GPU)
     seed = 0
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from importlib import resources
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from ticdata.errors import UserError
 from tic_train.methods import DATA_RULES, METHODS
 
 PRECISIONS = ("fp32", "bf16")
+PRESETS = "tic_train.presets"  # the package holding the shipped run configs (folder presets/)
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,9 @@ class RunConfig:
     batch_size: int = 256
     model: str = "tic-tiny"
     lr: float = 5e-4
-    warmup: int = 50
+    warmup_first: int = 50  # warmup optimizer steps of a step trained from random init (the first; Restart, Oracle)
+    warmup_later: int = 0  # of a warm-started step: ml-tic-clip runs its later steps with --warmup 0 (medium, large)
+    warmup: int | None = None  # both at once (earlier configs' single key): sets warmup_first and warmup_later
     weight_decay: float = 0.2
     beta1: float = 0.9
     beta2: float = 0.98
@@ -48,9 +53,10 @@ class RunConfig:
     device: str = "auto"  # auto: cuda when available, else cpu
     accum_freq: int = 1  # gradient accumulation: micro-batches per optimizer step
     grad_checkpointing: bool = False
-    buffer: int = 0  # replay buffer size of cumulative-exp/-equal; 0: |D_t|
+    buffer: int = 0  # replay buffer size of cumulative-exp/-equal; 0: buffer_factor x |D_t|
+    buffer_factor: float = 2.0  # the paper's arithmetic: old data of twice the new step's size
     lwf_weight: float = 1.0
-    lwf_data: str = "cumulative-all"
+    lwf_data: str = "sequential"  # the paper's LwF trains on the new data only; cumulative-* are options
     lwf_temperature: float = 1.0
     patching_alpha: float = 0.5  # weight of the newly fine-tuned model in the interpolation
     checkpoint_every: int = 0  # optimizer steps between in-step (resume) checkpoints; 0: about every 5 minutes
@@ -60,6 +66,14 @@ class RunConfig:
     threads: int = 0  # torch intra-op threads; 0: torch's default
     progress: bool = True
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.warmup is not None:  # the single key of earlier configs means every step
+            object.__setattr__(self, "warmup_first", self.warmup)
+            object.__setattr__(self, "warmup_later", self.warmup)
+
+    def warmup_for(self, warm_started: bool) -> int:
+        return self.warmup_later if warm_started else self.warmup_first
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -71,7 +85,7 @@ _TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 
 def _coerce(key: str, value, where: str):
-    t = _TYPES[key]
+    t = _TYPES[key].removesuffix(" | None")
     try:
         if t in ("int",):
             if isinstance(value, bool):
@@ -96,29 +110,63 @@ def _coerce(key: str, value, where: str):
         raise UserError(f"{where}: {key} = {value!r} is not a valid {t}")
 
 
-def load_config(path: str | None, overrides: dict) -> RunConfig:
-    """The config from a TOML file (optional) with `overrides` applied, checked."""
+def preset_names() -> list[str]:
+    """Shipped presets as BENCHMARK/SCALE (file presets/BENCHMARK-SCALE.toml)."""
+    return sorted("/".join(f.name[: -len(".toml")].rsplit("-", 1)) for f in resources.files(PRESETS).iterdir() if f.name.endswith(".toml"))
+
+
+def _preset_text(name: str) -> tuple[str, str]:
+    res = resources.files(PRESETS).joinpath(f"{name.replace('/', '-')}.toml")
+    if "/" in name.replace("/", "", 1) or not res.is_file():
+        raise UserError(f"--preset {name!r}: no such preset; choose one of {', '.join(preset_names())}")
+    return str(res), res.read_text()
+
+
+def _toml_values(where: str, text: str) -> dict:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{where}: not valid TOML ({e})")
+    values = {}
+    for k, v in raw.items():
+        if k not in _TYPES or k == "extra":
+            raise UserError(f"{where}: unknown key {k!r}; known keys: {', '.join(sorted(k for k in _TYPES if k != 'extra'))}")
+        values[k] = _coerce(k, v, where)
+    return values
+
+
+def _merge(values: dict, new: dict) -> dict:
+    """`new` over `values`; a single `warmup` replaces both warmups set earlier, and vice versa."""
+    if "warmup" in new:
+        values = {k: v for k, v in values.items() if k not in ("warmup_first", "warmup_later")}
+    elif {"warmup_first", "warmup_later"} & set(new) and "warmup" in values:
+        w = values.pop("warmup")
+        values = {"warmup_first": w, "warmup_later": w} | values
+    return values | new
+
+
+def load_config(path: str | None, overrides: dict, preset: str | None = None) -> RunConfig:
+    """The config: a shipped preset (optional), then a TOML file (optional), then `overrides`; checked."""
     values: dict = {}
+    if preset:
+        values = _merge(values, _toml_values(*_preset_text(preset)))
     if path:
         p = Path(path)
         try:
-            raw = tomllib.loads(p.read_text())
+            text = p.read_text()
         except OSError as e:
             raise UserError(f"{p}: cannot read the run config ({e.strerror})")
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"{p}: not valid TOML ({e})")
-        for k, v in raw.items():
-            if k not in _TYPES or k == "extra":
-                raise UserError(f"{p}: unknown key {k!r}; known keys: {', '.join(sorted(k for k in _TYPES if k != 'extra'))}")
-            values[k] = _coerce(k, v, str(p))
+        values = _merge(values, _toml_values(str(p), text))
         if "data" in values and not Path(values["data"]).is_absolute():
             values["data"] = str((p.parent / values["data"]).resolve()) if (p.parent / values["data"]).exists() else values["data"]
+    flags = {}
     for k, v in overrides.items():
         if v is None:
             continue
         if k not in _TYPES or k == "extra":
             raise UserError(f"--set {k}=...: unknown key; known keys: {', '.join(sorted(k for k in _TYPES if k != 'extra'))}")
-        values[k] = _coerce(k, v, f"--{k.replace('_', '-')}")
+        flags[k] = _coerce(k, v, f"--{k.replace('_', '-')}")
+    values = _merge(values, flags)
     cfg = RunConfig(**values)
     check(cfg)
     return cfg
@@ -140,10 +188,10 @@ def check(cfg: RunConfig) -> None:
             raise UserError(f"{k} = {getattr(cfg, k)}: must be at least 1")
     if cfg.batch_size % cfg.accum_freq:
         raise UserError(f"batch_size {cfg.batch_size} is not a multiple of accum_freq {cfg.accum_freq}")
-    for k in ("samples_per_step", "buffer", "warmup", "seed", "workers", "checkpoint_every", "threads"):
+    for k in ("samples_per_step", "buffer", "warmup_first", "warmup_later", "seed", "workers", "checkpoint_every", "threads"):
         if getattr(cfg, k) < 0:
             raise UserError(f"{k} = {getattr(cfg, k)}: must not be negative")
-    for k in ("lr", "weight_decay", "beta1", "beta2", "eps", "lwf_weight", "lwf_temperature", "patching_alpha"):
+    for k in ("lr", "weight_decay", "beta1", "beta2", "eps", "lwf_weight", "lwf_temperature", "patching_alpha", "buffer_factor"):
         if not math.isfinite(float(getattr(cfg, k))) or float(getattr(cfg, k)) < 0:
             raise UserError(f"{k} = {getattr(cfg, k)}: must be a finite number, not negative")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):

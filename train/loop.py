@@ -161,7 +161,7 @@ def _train_one(cfg: RunConfig, env: Env, rules: Method, run: Path, buckets: list
         teacher, _, _ = build_model(cfg, cfg.seed, env.device)
         load_weights(teacher, warm_from)
         teacher.eval().requires_grad_(False)
-    mix = mixture(cfg.method, t, [b.size for b in buckets], cfg.buffer or None, cfg.lwf_data)
+    mix = mixture(cfg.method, t, [b.size for b in buckets], cfg.buffer or None, cfg.lwf_data, cfg.buffer_factor)
     budget = rules.budget(C, T)
     plan = StepPlan(buckets, mix.weights, mix.limits, budget, cfg.batch_size, cfg.seed, t)
     vis = getattr(model.visual, "image_size", 224)
@@ -169,7 +169,8 @@ def _train_one(cfg: RunConfig, env: Env, rules: Method, run: Path, buckets: list
     macs = macs_per_sample(model, env.device, image_size, model.context_length)
     log.info("step %s (%d/%d): %s, %s samples, weights %s", name, t + 1, T, cfg.method, f"{budget:,}",
              ", ".join(f"{buckets[i].name}={w:.3f}" for i, w in enumerate(mix.weights) if w))
-    stats = train_step(StepJob(cfg, env, run, model, teacher, transform, tokenizer, plan, t, name, jlog, macs))
+    stats = train_step(StepJob(cfg, env, run, model, teacher, transform, tokenizer, plan, t, name, jlog, macs,
+                               warmup=cfg.warmup_for(warm_from is not None)))
     if rules.patching and warm_from is not None:
         stats["patched_with"] = str(warm_from.name)
         _interpolate(cfg, env, model, warm_from)

@@ -10,10 +10,10 @@ rule is tic_train.mixture's.
 | cumulative-equal | warm start         | every step           | cumulative-equal          |                           |
 | restart          | random init        | every step           | cumulative-all            |                           |
 | oracle           | random init        | once, after the last | cumulative-all, T x C     |                           |
-| lwf              | warm start         | every step           | cumulative-all (lwf_data) | distillation to step t-1  |
+| lwf              | warm start         | every step           | sequential (lwf_data)     | distillation to step t-1  |
 | patching         | warm start         | every step           | sequential (D_t)          | interpolate with step t-1 |
 
-A warm start loads the previous step's weights only (fresh optimizer, new warmup + cosine).
+A warm start loads the previous step's weights only (fresh optimizer, new cosine schedule, warmup_later).
 """
 
 from __future__ import annotations

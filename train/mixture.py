@@ -7,7 +7,8 @@ bucket's seeded order are ever used (the replay buffer's share; None = all of it
 exactly its budget of samples, C (Oracle: T x C), whatever the data's size: small data repeats,
 large data is subsampled.
 
-At step t (1-based), with new data D_t and a replay buffer of B samples (default B = |D_t|):
+At step t (1-based), with new data D_t and a replay buffer of B samples (default B = 2 x |D_t|, the
+old data the paper's arithmetic implies; `buffer_factor` 1 gives |D_t|):
 
 - sequential       warm start; D_t only.
 - cumulative-all   warm start; uniform over the samples of D_1..D_t (weight of i is |D_i| / sum).
@@ -85,8 +86,10 @@ def _fill_buffer(shares: list[float], sizes: list[int], buffer: int) -> list[int
     return floors
 
 
-def mixture(method: str, step: int, sizes: list[int], buffer: int | None = None, lwf_data: str = "cumulative-all") -> Mixture:
-    """The data of `method` at `step` (0-based index into the buckets) given each bucket's size."""
+def mixture(method: str, step: int, sizes: list[int], buffer: int | None = None, lwf_data: str = "sequential",
+            buffer_factor: float = 2.0) -> Mixture:
+    """The data of `method` at `step` (0-based index into the buckets) given each bucket's size; the
+    replay buffer of -exp/-equal holds `buffer` samples, by default buffer_factor x |D_t|."""
     rules = method_rules(method)
     if not 0 <= step < len(sizes):
         raise ValueError(f"step {step} outside the {len(sizes)} buckets")
@@ -103,7 +106,7 @@ def mixture(method: str, step: int, sizes: list[int], buffer: int | None = None,
         total = sum(sizes[: step + 1])
         w = [sizes[i] / total if i <= step else 0.0 for i in range(T)]
         return Mixture(tuple(w), tuple([None] * T))
-    B = sizes[step] if buffer is None else buffer
+    B = round(buffer_factor * sizes[step]) if buffer is None else buffer
     old = list(range(step))
     if rule == "cumulative-exp":
         newest_first = _exp_shares(step)

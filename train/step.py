@@ -55,6 +55,7 @@ class StepJob:
     name: str  # the step's bucket name
     log: JsonlLog
     macs: int  # forward multiply-accumulates per sample
+    warmup: int = 0  # optimizer steps of linear warmup (cfg.warmup_first, or warmup_later when warm-started)
 
     @property
     def resume_folder(self) -> Path:
@@ -79,7 +80,7 @@ def train_step(job: StepJob) -> dict:
     job.model.train()
     bar = _progress_bar(job, start)
     for n, (images, tokens, _draws, bad) in zip(range(start, total), loader):
-        lr = lr_at(n, total, cfg.warmup, cfg.lr)
+        lr = lr_at(n, total, job.warmup, cfg.lr)
         loss = _update(job, ddp, opt, loss_fn, images.to(env.device, non_blocking=True), tokens.to(env.device, non_blocking=True), lr)
         lv = float(loss.detach())
         tally.add(plan.batch(n)[0], bad, lv)  # the global batch's draws, counted once (every rank knows them)
