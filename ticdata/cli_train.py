@@ -48,8 +48,14 @@ def cmd_eval(args) -> int:
             raise UserError(f"--static {item!r}: expected NAME=FOLDER (a CLIP_benchmark wds folder)")
         name, path = item.split("=", 1)
         static[name.strip()] = Path(path.strip())
+    alphas = None
+    if args.patching_alpha:
+        from tic_train.patching_eval import parse_alphas
+
+        alphas = parse_alphas(args.patching_alpha)
     for run in args.runs:
-        m = evaluate_run(Path(run), static, device=args.device, batch=args.batch_size, progress=not args.quiet)
+        m = evaluate_run(Path(run), static, device=args.device, batch=args.batch_size, progress=not args.quiet,
+                         patching_alphas=alphas)
         print(format_matrix(m))
         print(f"matrix: {Path(run).resolve() / 'eval' / 'matrix.json'}")
     return 0
@@ -136,6 +142,8 @@ def add_eval(sub, common) -> None:
     vp.add_argument("--static", action="append", metavar="NAME=FOLDER", help="a static eval set in CLIP_benchmark's wds layout (repeatable)")
     vp.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     vp.add_argument("--batch-size", type=positive, default=256, help="images or texts per forward pass (default 256)")
+    vp.add_argument("--patching-alpha", metavar="A,B,...", help="a Patching run: also score every patched step "
+                    "re-interpolated at these alphas (e.g. 0,0.25,0.5,0.75,1) from its saved fine-tuned weights")
     vp.set_defaults(func=cmd_eval)
 
 

@@ -5,6 +5,7 @@ A checkpoint folder holds
   `open_clip.create_model_and_transforms(arch, pretrained=".../open_clip_model.safetensors")`;
 - `open_clip_config.json`: {"model_cfg", "preprocess_cfg"} as on the Hugging Face hub, plus the
   architecture name and the step it closes;
+- `finetuned.safetensors` (Patching only): the step's fine-tuned weights before the interpolation;
 - `state.pt` (in-step checkpoints only): optimizer moments, optimizer step, the next batch, RNG
   states, the step's counters; tensors, numbers and strings only, read with
   `torch.load(weights_only=True)`.
@@ -25,6 +26,7 @@ from ticdata.storage import atomic_dir
 WEIGHTS = "open_clip_model.safetensors"
 CONFIG = "open_clip_config.json"
 STATE = "state.pt"
+FINETUNED = "finetuned.safetensors"  # Patching: the fine-tuned weights before the interpolation
 
 
 def _model_config(arch: str) -> dict:
@@ -36,7 +38,10 @@ def _model_config(arch: str) -> dict:
     return cfg
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, arch: str, info: dict, state: dict | None = None) -> None:
+def save_checkpoint(folder: Path, model: torch.nn.Module, arch: str, info: dict, state: dict | None = None,
+                    finetuned: dict | None = None) -> None:
+    """The step folder, whole or absent; `finetuned` (Patching) is the step's weights before the
+    interpolation, kept as FINETUNED so another alpha can be scored without retraining."""
     from safetensors.torch import save_file
 
     module = getattr(model, "module", model)
@@ -53,6 +58,8 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, arch: str, info: dict,
                                               "tic": info}, indent=2, sort_keys=True))
         if state is not None:
             torch.save(state, tmp / STATE)
+        if finetuned is not None:
+            save_file(finetuned, str(tmp / FINETUNED))
 
 
 def load_weights(model: torch.nn.Module, folder: Path) -> None:

@@ -41,6 +41,7 @@ MATRIX_SHAPE = {
     "static_average": Opt([SCORE]),
     "compute": {"samples": NUMBER, "macs": NUMBER},
     "cells": dict,
+    "patching_alpha": Opt({str: {str: {"E": [[SCORE]], "metrics": {str: SCORE}}}}),
 }
 CELL_SHAPE = {"metrics": {str: SCORE}}
 

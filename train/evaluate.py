@@ -254,8 +254,9 @@ def _cell_path(run: Path, ckpt: Path, es: EvalSet) -> Path:
 
 
 def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str = "auto", batch: int = 256,
-                 progress: bool = True) -> dict:
-    """Fill every missing cell of RUN, then write and return RUN/eval/matrix.json."""
+                 progress: bool = True, patching_alphas: list[float] | None = None) -> dict:
+    """Fill every missing cell of RUN, then write and return RUN/eval/matrix.json (with a Patching
+    run's alpha curve when `patching_alphas` is given: tic_train.patching_eval)."""
     run = Path(run)
     doc = load_run_doc(run)
     data = Path(doc["data"])
@@ -299,6 +300,10 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
             computed += 1
         log.info("%s: %d eval sets scored", ckpt.name, len(todo))
     matrix = _matrix(run, doc, ckpts, sets, cells)
+    if patching_alphas:
+        from tic_train.patching_eval import score_alphas
+
+        matrix["patching_alpha"] = score_alphas(run, ckpts, sets, buckets, cells, patching_alphas, dev, batch, pixels_cache)
     matrix["computed_cells"] = computed
     matrix["seconds"] = round(time.monotonic() - started, 1)
     write_json_atomic(RunFolder(run).matrix_json, matrix)

@@ -34,6 +34,7 @@ from tic_train.env import Env, barrier, setup_env
 from tic_train.jsonlog import JsonlLog
 from tic_train.methods import Method, method
 from tic_train.mixture import mixture
+from tic_train.patching import interpolate
 from tic_train.shards import Bucket, open_buckets
 from tic_train.step import StepJob, resume_folder, train_step
 
@@ -131,9 +132,9 @@ def run_training(cfg: RunConfig) -> dict:
         warm = rules.warm_start and t > 0
         if warm and prev_folder is None:
             raise UserError(f"step {names[t]}: {cfg.method} warm-starts from step {names[t - 1]}, whose checkpoint is missing in {run}")
-        model, info = _train_one(cfg, env, rules, run, buckets, t, names[t], C, prev_folder if warm else None, jlog)
+        model, info, finetuned = _train_one(cfg, env, rules, run, buckets, t, names[t], C, prev_folder if warm else None, jlog)
         if env.main:
-            save_checkpoint(folder, model, cfg.model, info)
+            save_checkpoint(folder, model, cfg.model, info, finetuned=finetuned)
             run_doc["steps"][names[t]] = info
             write_json_atomic(RunFolder(run).run_json, run_doc)
             shutil.rmtree(resume_folder(run), ignore_errors=True)
@@ -149,7 +150,7 @@ def run_training(cfg: RunConfig) -> dict:
 
 
 def _train_one(cfg: RunConfig, env: Env, rules: Method, run: Path, buckets: list[Bucket], t: int, name: str, C: int,
-               warm_from: Path | None, jlog: JsonlLog) -> tuple[torch.nn.Module, dict]:
+               warm_from: Path | None, jlog: JsonlLog) -> tuple[torch.nn.Module, dict, dict | None]:
     """Step t's model (random init, or warm-started from `warm_from`) trained on the method's data
     (with LwF's teacher, then Patching's interpolation); returns it and the step's info."""
     T = len(buckets)
@@ -171,23 +172,26 @@ def _train_one(cfg: RunConfig, env: Env, rules: Method, run: Path, buckets: list
              ", ".join(f"{buckets[i].name}={w:.3f}" for i, w in enumerate(mix.weights) if w))
     stats = train_step(StepJob(cfg, env, run, model, teacher, transform, tokenizer, plan, t, name, jlog, macs,
                                warmup=cfg.warmup_for(warm_from is not None)))
+    finetuned = None
     if rules.patching and warm_from is not None:
         stats["patched_with"] = str(warm_from.name)
+        stats["patching_alpha"] = cfg.patching_alpha
+        module = getattr(model, "module", model)
+        finetuned = {k: v.detach().to("cpu").clone().contiguous() for k, v in module.state_dict().items()}
         _interpolate(cfg, env, model, warm_from)
     info = {"step": name, "step_index": t, "method": cfg.method, "warm_start": warm_from is not None,
             "weights": list(mix.weights), "limits": list(mix.limits), "budget": budget} | stats
-    return model, info
+    return model, info, finetuned
 
 
 def _interpolate(cfg: RunConfig, env: Env, model: torch.nn.Module, previous: Path) -> None:
     """Patching: the weights become (1 - alpha) x previous + alpha x fine-tuned (floating tensors)."""
     base, _, _ = build_model(cfg, cfg.seed, env.device)
     load_weights(base, previous)
-    a = cfg.patching_alpha
     with torch.no_grad():
-        for (_, p), (_, q) in zip(model.state_dict().items(), base.state_dict().items()):
-            if p.is_floating_point():
-                p.copy_((1 - a) * q + a * p)
+        patched = interpolate(base.state_dict(), model.state_dict(), cfg.patching_alpha)
+        for k, p in model.state_dict().items():
+            p.copy_(patched[k])
 
 
 def format_run_table(doc: dict) -> str:

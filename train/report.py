@@ -171,6 +171,7 @@ def build_report(runs: list[Path], out: Path) -> Path:
            "## In-domain performance per step", "", "![in-domain](in-domain.png)", "", "## Eval matrices", ""]
     for title, name in figures:
         md += [f"### {title}", "", f"![{title}]({name})", ""]
+    md += _patching_section(ms, out)
     md += ["## Inputs", ""]
     for m in ms:
         md.append(f"- {m['method']}: run `{m['run']}` (model {m['model']}; {len(m['rows'])} checkpoints: "
@@ -202,3 +203,36 @@ def metrics_table(ms: list[dict]) -> str:
         cells.append(_fmt(sa[-1]))
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _patching_section(ms: list[dict], out: Path) -> list[str]:
+    """Patching's alpha curve (`tic eval --patching-alpha`): a table per task and one figure."""
+    curves = [m for m in ms if m.get("patching_alpha")]
+    if not curves:
+        return []
+    import matplotlib.pyplot as plt
+
+    m = curves[0]
+    alphas = sorted(m["patching_alpha"], key=float)
+    lines = ["## Patching: the alpha curve", "",
+             f"Each patched step re-interpolated at alpha (weight of the fine-tuned model) from its saved fine-tuned "
+             f"weights; the run itself used alpha {m['run_doc']['config'].get('patching_alpha')}.", ""]
+    fig, axes = plt.subplots(1, len(m["tasks"]), figsize=(5.2 * len(m["tasks"]), 3.8))
+    axes = axes if len(m["tasks"]) > 1 else [axes]
+    for ax, task in zip(axes, m["tasks"]):
+        lines += [f"| alpha | {task} ID | {task} BWT | {task} FWT | {task} final |", "|---|---|---|---|---|"]
+        for a in alphas:
+            mt = m["patching_alpha"][a][task]["metrics"]
+            lines.append(f"| {a} | {_fmt(mt['in_domain'])} | {_fmt(mt['backward'])} | {_fmt(mt['forward'])} | {_fmt(mt['final_average'])} |")
+        lines.append("")
+        for key in ("in_domain", "backward", "final_average"):
+            ys = [m["patching_alpha"][a][task]["metrics"][key] for a in alphas]
+            ax.plot([float(a) for a in alphas], [float("nan") if y is None else y for y in ys], marker="o", label=key)
+        ax.set_xlabel("alpha (weight of the fine-tuned model)")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure_atomic(fig, out / "patching-alpha.png", dpi=110)
+    plt.close(fig)
+    return lines + ["![patching alpha](patching-alpha.png)", ""]
