@@ -60,3 +60,35 @@ def test_the_alpha_curve_is_scored_without_retraining(patched_run, tmp_path, cap
     assert "## Patching: the alpha curve" in md and (tmp_path / "rep" / "patching-alpha.png").stat().st_size > 1000
     assert all(f"| {a} |" in md for a in ("0", "0.5", "1"))
     one_line(capsys, main(["-q", "eval", str(patched_run), "--patching-alpha", "0,2"]), "--patching-alpha")
+
+
+@pytest.mark.slow
+def test_an_existing_model_is_scored_without_a_run_and_reported_beside_runs(small_run, tmp_path, capsys):
+    """A weights file scored as a frozen model: every row of its matrix is the row its checkpoint got
+    inside the run (same weights, same sets), and tic report takes it beside the run."""
+    import json
+
+    cur, run = small_run
+    ckpt = run / "checkpoints" / f"step-00-{SMALL_STEPS[0]}"
+    out = tmp_path / "frozen"
+    code = main(["-q", "eval", "--data", str(cur), "--model", "tic-tiny", "--pretrained", str(ckpt / "open_clip_model.safetensors"),
+                 "--out", str(out), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    m = json.loads((out / "eval" / "matrix.json").read_text())
+    trained = json.loads((run / "eval" / "matrix.json").read_text())
+    assert m["method"].startswith("frozen-")
+    for task, t in m["tasks"].items():
+        assert all(row == trained["tasks"][task]["E"][0] for row in t["E"])
+    assert main(["-q", "report", str(run), str(out), "--out", str(tmp_path / "rep")]) == 0
+    assert m["method"] in (tmp_path / "rep" / "report.md").read_text()
+    capsys.readouterr()
+
+
+def test_an_uncached_pretrained_tag_is_refused_without_a_download(small_run, tmp_path, capsys):
+    """`openai` for ViT-B-32 is not in an empty cache: one line, and nothing is fetched (the check is local)."""
+    code = main(["-q", "eval", "--data", str(small_run[0]), "--model", "ViT-B-32", "--pretrained", "openai",
+                 "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "empty-cache")])
+    one_line(capsys, code, "--pretrained 'openai'", "not in the local cache", "downloads nothing")
+    one_line(capsys, main(["-q", "eval", "--data", str(small_run[0]), "--model", "hf-hub:org/x", "--pretrained", "x",
+                           "--out", str(tmp_path / "o")]), "--model", "not a local open_clip config")
+    one_line(capsys, main(["-q", "eval", "--model", "tic-tiny"]), "--data")

@@ -48,6 +48,11 @@ def cmd_eval(args) -> int:
             raise UserError(f"--static {item!r}: expected NAME=FOLDER (a CLIP_benchmark wds folder)")
         name, path = item.split("=", 1)
         static[name.strip()] = Path(path.strip())
+    if args.model or args.pretrained:
+        return _eval_pretrained(args)
+    if not args.runs:
+        raise UserError("eval: give run folders (tic eval RUN...), or an existing model: --data DIR --model ARCH "
+                        "--pretrained FILE|TAG --out FOLDER")
     alphas = None
     if args.patching_alpha:
         from tic_train.patching_eval import parse_alphas
@@ -58,6 +63,22 @@ def cmd_eval(args) -> int:
                          patching_alphas=alphas)
         print(format_matrix(m))
         print(f"matrix: {Path(run).resolve() / 'eval' / 'matrix.json'}")
+    return 0
+
+
+def _eval_pretrained(args) -> int:
+    from tic_train.evaluate import format_matrix
+    from tic_train.pretrained_eval import evaluate_pretrained
+
+    missing = [f for f in ("data", "model", "pretrained", "out") if not getattr(args, f)]
+    if missing or args.runs:
+        raise UserError("eval of an existing model: give --data DIR --model ARCH --pretrained FILE|TAG --out FOLDER "
+                        f"and no run folders ({'missing: --' + ', --'.join(missing) if missing else 'run folders given'})")
+    m = evaluate_pretrained(Path(args.data), args.model, args.pretrained, Path(args.out), device=args.device,
+                            batch=args.batch_size, cache_dir=args.cache_dir)
+    m["computed_cells"], m["seconds"] = len(m["cells"]), 0.0
+    print(format_matrix(m))
+    print(f"matrix: {Path(args.out).resolve() / 'eval' / 'matrix.json'} (beside trained runs: tic report RUN... {args.out})")
     return 0
 
 
@@ -138,10 +159,16 @@ def add_eval(sub, common) -> None:
         "text-to-image and image-to-text recall@1/5/10, zero-shot top-1/top-5/mean per-class recall; plus static "
         "CLIP_benchmark wds sets. Cells are cached: a rerun computes only what is missing. Writes RUN/eval/matrix.json "
         "(E[i][j] per task, in-domain / backward / forward transfer) and CLIP_benchmark-shaped JSON per cell.")
-    vp.add_argument("runs", nargs="+", metavar="RUN", help="run folders of tic train")
+    vp.add_argument("runs", nargs="*", metavar="RUN", help="run folders of tic train")
     vp.add_argument("--static", action="append", metavar="NAME=FOLDER", help="a static eval set in CLIP_benchmark's wds layout (repeatable)")
     vp.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     vp.add_argument("--batch-size", type=positive, default=256, help="images or texts per forward pass (default 256)")
+    g = vp.add_argument_group("an existing model, without a run (weights from a file or the local cache only)")
+    g.add_argument("--data", help="a curated folder after tic evalsets")
+    g.add_argument("--model", help="an open_clip architecture, e.g. ViT-B-32")
+    g.add_argument("--pretrained", help="a weights file, or an open_clip pretrained tag already in the cache (e.g. openai)")
+    g.add_argument("--out", help="where run.json and eval/matrix.json go (tic report takes it beside runs)")
+    g.add_argument("--cache-dir", help="the open_clip / Hugging Face cache to look in (default: theirs)")
     vp.add_argument("--patching-alpha", metavar="A,B,...", help="a Patching run: also score every patched step "
                     "re-interpolated at these alphas (e.g. 0,0.25,0.5,0.75,1) from its saved fine-tuned weights")
     vp.set_defaults(func=cmd_eval)

@@ -7,6 +7,7 @@ one line naming it and the key, never in a traceback or a write outside the outp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ticdata.benchmarks import check_bucket_name
@@ -46,6 +47,11 @@ MATRIX_SHAPE = {
 CELL_SHAPE = {"metrics": {str: SCORE}}
 
 
+def known_method(name: str) -> bool:
+    """A trained method, or `frozen-<label>`: an existing model scored without training (tic_train.pretrained_eval)."""
+    return name in METHODS or re.fullmatch(r"frozen-[A-Za-z0-9._=+-]{1,80}", name) is not None
+
+
 def load_run_doc(run: Path) -> dict:
     """RUN/run.json, checked; its bucket names and method are names tic knows how to use."""
     path = RunFolder(Path(run)).run_json
@@ -53,7 +59,7 @@ def load_run_doc(run: Path) -> dict:
         raise UserError(f"{run}: no run.json; not a `tic train` run folder")
     remedy = "restore it from a copy, or train again into a new folder (tic train ... --out NEW)"
     doc = read_json_document(path, RUN_SHAPE, remedy)
-    if doc["config"]["method"] not in METHODS:
+    if not known_method(doc["config"]["method"]):
         raise UserError(f"{path}: key 'config.method' names no method tic knows ({doc['config']['method'][:40]!r}); {remedy}")
     if not doc["buckets"]:
         raise UserError(f"{path}: key 'buckets' is empty; {remedy}")
@@ -70,7 +76,7 @@ def load_matrix(run: Path) -> dict:
         raise UserError(f"{run}: no eval/matrix.json; run `tic eval {run}` first")
     remedy = f"score the run again (tic eval {run})"
     m = read_json_document(path, MATRIX_SHAPE, remedy)
-    if m["method"] not in METHODS:
+    if not known_method(m["method"]):
         raise UserError(f"{path}: key 'method' names no method tic knows ({m['method'][:40]!r}); {remedy}")
     n = len(m["columns"])
     for task, t in m["tasks"].items():
