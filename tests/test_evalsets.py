@@ -292,3 +292,19 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, server, monkeypatch):
             assert (out / "eval" / b / kind / "test" / "0.tar").read_bytes() == (clean / "eval" / b / kind / "test" / "0.tar").read_bytes()
     key = ["uid", "split", "exclude_reason"]
     assert scan_manifest(out).select(key).collect().sort("uid").equals(scan_manifest(clean).select(key).collect().sort("uid"))
+
+
+def test_official_maps_place_each_uid_in_their_year_and_count_disagreements(tmp_path, server):
+    """The official map's year decides the bucket (two 2017 pairs filed under 2019 go to 2019's set),
+    and each such disagreement with tic's own dating is counted per bucket pair."""
+    out = _downloaded(tmp_path, server)
+    moved = [uid_of(image_url(server.url, 0, 2017, 1, i), caption(0, 2017, 1, i)) for i in (0, 1)]
+    kept = [uid_of(image_url(server.url, 0, 2019, 2, i), caption(0, 2019, 2, i)) for i in (0, 1, 2)]
+    (tmp_path / "ret.pkl").write_bytes(pickle.dumps({2019: moved + kept}))
+    doc = build_evalsets(EvalConfig(dir=out, tic_retrieval=tmp_path / "ret.pkl", per_class=2, progress=False), InlineExecutor())
+    got = set(pl.read_parquet(out / "eval" / "2019" / "retrieval" / "samples.parquet")["uid"])
+    assert got == set(moved + kept)
+    assert doc["imports"]["bucket_disagreements"] == {"2019 -> 2017": 2}
+    assert doc["imports"]["placed_by_official_year"] == 5
+    assert not (out / "eval" / "2017" / "retrieval" / "samples.parquet").exists() or \
+        not set(pl.read_parquet(out / "eval" / "2017" / "retrieval" / "samples.parquet")["uid"]) & set(moved)

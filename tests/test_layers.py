@@ -56,6 +56,7 @@ LAYERS: dict[str, int] = {
     "ticdata.evalselect": 4,
     "ticdata.audit": 4,
     "ticdata.uidsplits": 4,
+    "ticdata.official_dating": 4,
     "ticdata.synth": 4,
     "ticdata.serve": 4,
     # 5 the trainer (train/, installed as tic_train): reads only layers 1-2 of ticdata

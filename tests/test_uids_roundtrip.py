@@ -79,3 +79,29 @@ def test_an_imported_folder_keeps_its_buckets_through_evalsets(small_run, tmp_pa
     for f in files:
         b = doc["buckets"][f.stem]
         assert b["rows"] == len(np.load(f)) == sum(b["splits"].values()) and b["splits"]["retrieval"] == 2
+
+
+@pytest.mark.slow
+def test_official_lists_dated_elsewhere_are_counted_and_audited(small_run, tmp_path, capsys):
+    """Lists named by year hold some rows tic dates in another year: the import counts them (equal to
+    an independent count over the source manifest), and tic audit shows the figure."""
+    cur, _ = small_run
+    man = pl.read_parquet(cur / "manifest" / "*" / "*.parquet", hive_partitioning=True).select("uid", "year")
+    y2019 = sorted(man.filter(pl.col("year") == 2019)["uid"].to_list())
+    y2020 = sorted(man.filter(pl.col("year") == 2020)["uid"].to_list())
+    lists = {"2019": sorted(y2019[:20] + y2020[:7]), "2020": y2020[7:]}
+    for name, members in lists.items():
+        write_uid_file(tmp_path / f"{name}.npy", members)
+    imp = tmp_path / "imp"
+    assert main(["-q", "uids", "import", str(cur), str(tmp_path / "2019.npy"), str(tmp_path / "2020.npy"), "--out", str(imp)]) == 0
+    doc = json.loads((imp / "manifest.json").read_text())
+    years = dict(zip(man["uid"], man["year"]))
+    for name, members in lists.items():
+        independent = sum(1 for u in members if years[u] != int(name))
+        assert doc["inputs"]["uid_lists"][name]["dated_elsewhere"] == independent
+    assert doc["inputs"]["uid_lists"]["2019"]["dated_elsewhere"] == 7
+    assert main(["-q", "audit", str(imp), "--out", str(tmp_path / "audit"), "--executor", "inline"]) == 0
+    audit = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert audit["official"]["uid_lists"]["2019"]["dated_elsewhere"] == 7
+    assert "## Official lists against tic's dating" in (tmp_path / "audit" / "audit.md").read_text()
+    capsys.readouterr()

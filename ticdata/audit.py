@@ -183,6 +183,22 @@ def make_job(dir: Path, out: Path, fix: Path | None = None, overwrite: bool = Fa
                describe="an audit (or a --fix manifest) of other inputs").check()
 
 
+def official_agreement(doc: dict) -> dict:
+    """What the folder's manifest.json records of official lists (`tic uids import`) and official eval
+    maps (`tic evalsets --tic-*`): per list, listed / found / dated elsewhere by tic; per bucket pair,
+    official eval uids that tic's dating puts in another bucket. Empty when none were imported."""
+    out: dict = {}
+    lists = (doc.get("inputs") or {}).get("uid_lists") if isinstance(doc.get("inputs"), dict) else None
+    if isinstance(lists, dict) and lists:
+        out["uid_lists"] = {name: {k: v.get(k) for k in ("uids", "matched", "missing", "dated_elsewhere")}
+                            for name, v in lists.items() if isinstance(v, dict)}
+    imports = ((doc.get("evalsets") or {}).get("imports") or {}) if isinstance(doc.get("evalsets"), dict) else {}
+    if isinstance(imports, dict) and "bucket_disagreements" in imports:
+        out["eval_maps"] = {"placed_by_official_year": imports.get("placed_by_official_year"),
+                            "bucket_disagreements": imports["bucket_disagreements"]}
+    return out
+
+
 def run_audit(dir: Path, out: Path, executor, fix: Path | None = None, progress: bool = True, overwrite: bool = False) -> dict:
     started = time.monotonic()
     folder = CuratedFolder(Path(dir).resolve())
@@ -205,6 +221,9 @@ def run_audit(dir: Path, out: Path, executor, fix: Path | None = None, progress:
               for name in TABLES}
     result = _findings(doc, bench, [stats[t.key] for t in tasks], tables)
     result["inputs"] = {"dir": str(folder.root), "manifest_files": len(parts), "benchmark": bench.name}
+    official = official_agreement(doc)
+    if official:
+        result["official"] = official
     if fixed is not None:
         result["fix"] = _finish_fix(folder.root, fixed.root, doc, bench, sum(stats[t.key].get("fixed", 0) for t in tasks))
     result["seconds"] = round(time.monotonic() - started, 1)

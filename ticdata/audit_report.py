@@ -106,6 +106,27 @@ def write_report(result: dict, out: Path) -> Path:
     if "fix" in result:
         f = result["fix"]
         md += ["", "## Corrected manifest", "", f"`{f['out']}`: {f['rows_moved']:,} rows moved. Rule: {f['rule']}."]
+    md += _official_section(result.get("official") or {})
     write_text_atomic(out / "audit.md", "\n".join(md) + "\n")
     write_text_atomic(out / "audit.html", markdown_to_html(md, "tic audit"))
     return out / "audit.md"
+
+
+def _official_section(official: dict) -> list[str]:
+    """Agreement with imported official lists and eval maps: a timestamp-quality figure of either side."""
+    if not official:
+        return []
+    md = ["", "## Official lists against tic's dating", ""]
+    if "uid_lists" in official:
+        md += ["Rows of each official list (tic uids import) whose first-seen date tic recovered lies outside the list's bucket.", "",
+               "| list | listed | found | missing | dated elsewhere |", "|---|---|---|---|---|"]
+        for name, v in official["uid_lists"].items():
+            found = v.get("matched") or 0
+            share = f" ({(v.get('dated_elsewhere') or 0) / found:.1%})" if found else ""
+            md.append(f"| {name} | {v.get('uids') or 0:,} | {found:,} | {v.get('missing') or 0:,} | {v.get('dated_elsewhere') or 0:,}{share} |")
+    if "eval_maps" in official:
+        em = official["eval_maps"]
+        md += ["", f"Official eval uids placed by the map's year: {em.get('placed_by_official_year') or 0:,}; where tic dates "
+               "them in another bucket (official -> tic):", "", "| official -> tic | uids |", "|---|---|"]
+        md += [f"| {pair} | {n:,} |" for pair, n in em["bucket_disagreements"].items()] or ["| (none) | 0 |"]
+    return md

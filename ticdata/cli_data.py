@@ -62,16 +62,15 @@ def cmd_uids_export(args) -> int:
 
 def cmd_uids_import(args) -> int:
     from ticdata.manifest import format_bucket_table
-    from ticdata.uidsplits import import_uids
+    from ticdata.uidsplits import format_import_table, import_uids
 
     from ticdata.manifest import manifest_guard
 
     with manifest_guard(args.dir):
         doc = import_uids(Path(args.dir), args.uid_files, Path(args.out), overwrite=args.overwrite)
     print(format_bucket_table(doc))
-    for name, v in doc["inputs"]["uid_lists"].items():
-        if v["missing"]:
-            print(f"{name}: {v['missing']:,} of {v['uids']:,} listed uids are not in {args.dir}")
+    print(format_import_table(doc))
+    print("dated elsewhere: found rows whose first-seen date tic recovered lies outside the list's bucket")
     return 0
 
 

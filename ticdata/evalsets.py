@@ -43,6 +43,7 @@ from ticdata.executor import Task
 from ticdata.job import Job
 from ticdata.layout import EVAL_DIR, TRAIN_DIR, CuratedFolder
 from ticdata.documents import load_evalsets_doc
+from ticdata.evalsets_imports import check_imports, official_picks
 from ticdata.evalsets_tasks import FlagSpec, HashSpec, WriteSetSpec, flag_training, hash_tar, write_eval_set
 from ticdata.manifest import checked_manifest_files, count_buckets, load_manifest_json, scan_manifest, update_manifest
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
@@ -110,60 +111,24 @@ def _load_rows(dir: Path, hashes: pl.DataFrame, label_column: str | None) -> pl.
     return hashes.join(man, on="uid", how="inner")
 
 
-def _imports(config: EvalConfig, vocab: Vocabulary, rows: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
-    """Picks from the official TiC uid maps (uid, split, label), and what could not be placed."""
-    from ticdata.tic_pickles import load_datacompnet, load_retrieval
-
-    picks, info = [], {}
-    have = rows.filter(pl.col("phash").is_not_null()).select("uid")
-    if config.tic_retrieval:
-        year2uids = load_retrieval(config.tic_retrieval)
-        uids = pl.DataFrame({"uid": [u for us in year2uids.values() for u in us]}, schema={"uid": pl.String}).unique()
-        found = uids.join(have, on="uid", how="semi")
-        picks.append(found.select("uid", split=pl.lit(RETRIEVAL), label=pl.lit(None, pl.Int32)))
-        info["tic_retrieval"] = {"file": str(config.tic_retrieval), "uids": uids.height, "found": found.height,
-                                 "not_in_pool_or_not_downloaded": uids.height - found.height}
-    if config.tic_datacompnet:
-        if vocab.wnids is None:
-            raise UserError(f"{config.tic_datacompnet}: DataCompNet labels are WordNet ids; use --classes imagenet "
-                            f"(or a vocabulary file with wnid per class), not {vocab.source}")
-        index = {w: i for i, w in enumerate(vocab.wnids)}
-        data = load_datacompnet(config.tic_datacompnet)
-        recs = [(u, index.get(w, -1)) for per in data.values() for w, us in per.items() for u in us]
-        unknown = sorted({w for per in data.values() for w in per if w not in index})
-        if unknown:
-            raise UserError(f"{config.tic_datacompnet}: WordNet ids not in the vocabulary {vocab.source}: {', '.join(unknown[:5])}")
-        df = pl.DataFrame(recs, schema={"uid": pl.String, "label": pl.Int32}, orient="row").unique("uid", keep="first")
-        found = df.join(have, on="uid", how="semi")
-        picks.append(found.select("uid", split=pl.lit(CLASSIFICATION), label="label"))
-        info["tic_datacompnet"] = {"file": str(config.tic_datacompnet), "uids": df.height, "found": found.height,
-                                   "not_in_pool_or_not_downloaded": df.height - found.height}
-    empty = pl.DataFrame(schema={"uid": pl.String, "split": pl.String, "label": pl.Int32})
-    out = pl.concat(picks).unique("uid", keep="first") if picks else empty
-    return out, info
-
-
-def _check_imports(config: EvalConfig) -> None:
-    from ticdata.tic_pickles import load_datacompnet, load_retrieval
-
-    if config.tic_retrieval:
-        load_retrieval(config.tic_retrieval)
-    if config.tic_datacompnet:
-        load_datacompnet(config.tic_datacompnet)
-
-
 def _select(config: EvalConfig, dir: Path, state: Path, hashes: pl.DataFrame, vocab: Vocabulary,
-            buckets: list[str], retrieval: int, per_class: int) -> tuple[pl.DataFrame, dict]:
+            buckets: list[str], retrieval: int, per_class: int, bench) -> tuple[pl.DataFrame, dict]:
     path = state / "selection.parquet"
     info_path = state / "selection.json"
     if path.exists() and info_path.exists():
         return pl.read_parquet(path), read_json(info_path)
     rows = _load_rows(dir, hashes, vocab.column)
-    imported, info = _imports(config, vocab, rows)
+    imported, info = official_picks(config, vocab, rows, bench, buckets)
     params = SelectParams(
         retrieval=0 if config.tic_retrieval else retrieval, per_class=0 if config.tic_datacompnet else per_class,
         seed=config.seed, distance=config.distance, min_words=config.min_words, max_words=config.max_words)
-    picks = [imported.join(hashes.select("uid", "bucket"), on="uid", how="inner")]
+    placed = imported.join(hashes.select("uid", tic_bucket="bucket"), on="uid", how="inner")
+    if imported.height:  # the official map's year decides the bucket; where tic dates the row elsewhere, count it
+        pairs = placed.filter(pl.col("official_bucket").fill_null("(none)") != pl.col("tic_bucket")).group_by(
+            "official_bucket", "tic_bucket").len().sort("official_bucket", "tic_bucket")
+        info["bucket_disagreements"] = {f"{o or '(none)'} -> {t}": n for o, t, n in pairs.iter_rows()}
+        info["placed_by_official_year"] = placed.filter(pl.col("official_bucket").is_not_null()).height
+    picks = [placed.with_columns(bucket=pl.coalesce("official_bucket", "tic_bucket"))]
     per_bucket = {}
     for b in buckets:
         br = rows.filter((pl.col("bucket") == b) & pl.col("phash").is_not_null() & ~pl.col("uid").is_in(imported["uid"].implode()))
@@ -214,7 +179,7 @@ def make_job(config: EvalConfig) -> tuple[Job, dict]:
             raise UserError(f"{folder.manifest_json}: key 'benchmark.eval.{key}' is {n}; set sizes are 0 or more "
                             f"(pass --{'retrieval' if key.startswith('r') else 'per-class'} N, or fix the file)")
     plan = _plan_doc(config, vocab_spec, retrieval, per_class, tars)
-    _check_imports(config)  # refuse a bad pickle before anything is changed
+    check_imports(config)  # refuse a bad pickle before anything is changed
     outputs = (folder.eval_dir,) + ((folder.train_dir,) if config.train_shards else ())
     job = Job(folder.root, "evalsets", plan, outputs=outputs, overwrite=config.overwrite, progress=config.progress,
               clear=lambda: _reset_splits(folder.root), describe="eval sets built with other parameters or inputs",
@@ -253,7 +218,8 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
         col = vocab_spec[len(COLUMN_PREFIX):]
         vocab_values = scan_manifest(dir).select(pl.col(col).cast(pl.String).unique()).collect()[col].to_list()
     vocab = load_vocabulary(vocab_spec, vocab_values)
-    sel, sel_info = _select(config, dir, state, hashes, vocab, buckets, facts["retrieval"], facts["per_class"])
+    sel, sel_info = _select(config, dir, state, hashes, vocab, buckets, facts["retrieval"], facts["per_class"],
+                            benchmark_from_manifest(doc, folder.manifest_json))
 
     # 3. decontaminate
     ev = sel.join(hashes.select("uid", "sha256", "phash", "tar"), on="uid", how="inner").join(

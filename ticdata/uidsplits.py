@@ -8,6 +8,7 @@ file naming a bucket; the rows keep their own timestamps and gain a `bucket` col
 from __future__ import annotations
 
 import logging
+from collections import Counter
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import polars as pl
 from ticdata import __version__
 from ticdata.errors import UserError
 from ticdata.ledger import Ledger
+from ticdata.official_dating import agreement, tally
 from ticdata.manifest import SCHEMA_VERSION, checked_manifest_files, count_buckets, load_manifest_json, scan_manifest
 from ticdata.storage import atomic_dir, check_output_folder, write_json_atomic
 from ticdata.benchmarks import benchmark_from_manifest, bucket_names
@@ -74,11 +76,17 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
     scan_manifest(manifest_dir)  # validates the source folder
     matched_per_bucket = {name: 0 for name, _ in pairs}
     rows_in = kept = reset = 0
+    source_bench = benchmark_from_manifest(source_doc, CuratedFolder(Path(manifest_dir)).manifest_json)
+    dating: Counter = Counter()
     with atomic_dir(dest.manifest_dir) as tmp:
         for part in checked_manifest_files(manifest_dir):
             df = pl.read_parquet(part)
             rows_in += df.height
+            if "bucket" in df.columns:  # a folder of uid lists imported again: its own buckets are tic's side
+                df = df.rename({"bucket": "src_bucket"})
             sel = df.join(table, on="uid", how="inner").sort("uid")
+            tally(sel, int(part.parent.name.split("=", 1)[1]), source_bench, dating)
+            sel = sel.drop("src_bucket", strict=False)
             if "split" in sel.columns:  # the lists define a fresh folder: marks of an earlier `tic evalsets` go
                 reset += int((sel["split"] != TRAIN).sum())
                 sel = sel.with_columns([pl.lit(TRAIN).alias("split")]
@@ -97,8 +105,11 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
         name: {"file": str(p.resolve()), "uids": int((table["bucket"] == name).sum()), "matched": matched_per_bucket[name]}
         for name, p in pairs
     }
-    for v in lists.values():
+    agree = agreement(dating)
+    for name, v in lists.items():
         v["missing"] = v["uids"] - v["matched"]
+        v["dated_elsewhere"] = agree.get(name, {}).get("dated_elsewhere", 0)
+        v["tic_buckets"] = agree.get(name, {}).get("tic_buckets", {})
     bench = {"name": "uid-lists", "granularity": "list", "steps": [{"name": n, "years": []} for n, _ in pairs],
              "source_benchmark": source_doc.get("benchmark", {}).get("name")}
     if kept:
@@ -119,3 +130,12 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
     }
     write_json_atomic(dest.manifest_json, doc)
     return doc
+
+
+def format_import_table(doc: dict) -> str:
+    """Per official list: listed, found in the curated folder, missing, and found rows tic dates elsewhere."""
+    lines = [f"{'bucket':<12} {'listed':>12} {'found':>12} {'missing':>12} {'dated elsewhere':>16}"]
+    for name, v in doc["inputs"]["uid_lists"].items():
+        share = f" ({v['dated_elsewhere'] / v['matched']:.1%})" if v["matched"] else ""
+        lines.append(f"{name:<12} {v['uids']:>12,} {v['matched']:>12,} {v['missing']:>12,} {v['dated_elsewhere']:>9,}{share}")
+    return "\n".join(lines)
