@@ -84,3 +84,30 @@ def test_lwf_without_distillation_is_its_data_rule_bit_for_bit(small_run, tmp_pa
     a = load_file(str(tmp_path / "lwf" / "checkpoints" / step / "open_clip_model.safetensors"))
     b = load_file(str(tmp_path / "twin" / "checkpoints" / step / "open_clip_model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_the_report_gives_gpu_hours_only_when_a_gpu_ran():
+    from tic_train.report import metrics_table
+
+    def matrix(method, gpu_hours=None):
+        compute = {"samples": 1000, "macs": 2e12} | ({"gpu_hours": gpu_hours} if gpu_hours is not None else {})
+        metrics = {"in_domain": 0.5, "backward": 0.4, "forward": 0.3, "final_average": 0.45}
+        return {"method": method, "compute": compute, "columns": [{"step": "a"}, {"step": "b"}],
+                "tasks": {"retrieval": {"metrics": metrics}}, "static_average": [None]}
+
+    cpu = metrics_table([matrix("sequential"), matrix("oracle")])
+    assert "GPU-h" not in cpu
+    gpu = metrics_table([matrix("sequential", 1.25), matrix("oracle")]).splitlines()
+    head = [c.strip() for c in gpu[0].strip("|").split("|")]
+    col = head.index("GPU-h (run)")
+    assert [c.strip() for c in gpu[2].strip("|").split("|")][col] == "1.25"
+    assert [c.strip() for c in gpu[3].strip("|").split("|")][col] == "-"
+
+
+@pytest.mark.slow
+def test_a_cpu_run_records_its_device_and_no_gpu_hours(small_run):
+    import json
+
+    doc = json.loads((small_run[1] / "run.json").read_text())
+    for s in doc["steps"].values():
+        assert s["device"] == "cpu" and s["processes"] == 1 and "gpu_hours" not in s

@@ -25,7 +25,7 @@ RUN_SHAPE = {
     "benchmark": Opt(BENCHMARK_SHAPE),
     "buckets": {str: COUNT},
     "samples_per_step": Opt(COUNT),
-    "steps": Opt({str: {"samples": Opt(COUNT), "estimated_macs": Opt(NUMBER)}}),
+    "steps": Opt({str: {"samples": Opt(COUNT), "estimated_macs": Opt(NUMBER), "gpu_hours": Opt(NUMBER)}}),
 }
 SCORE = (float, None)
 MATRIX_SHAPE = {
@@ -40,7 +40,7 @@ MATRIX_SHAPE = {
                                                                  "final_average": SCORE}}},
     "static": Opt({str: {"folder": str, "by_step": [SCORE]}}),
     "static_average": Opt([SCORE]),
-    "compute": {"samples": NUMBER, "macs": NUMBER},
+    "compute": {"samples": NUMBER, "macs": NUMBER, "gpu_hours": Opt(NUMBER)},
     "cells": dict,
     "patching_alpha": Opt({str: {str: {"E": [[SCORE]], "metrics": {str: SCORE}}}}),
 }

@@ -334,7 +334,10 @@ def _matrix(run: Path, doc: dict, ckpts: list[Path], sets: list[EvalSet], cells:
     steps_doc = doc.get("steps", {})
     compute = {"samples": sum(s.get("samples", 0) for s in steps_doc.values()),
                "macs": sum(s.get("estimated_macs", 0) for s in steps_doc.values()),
-               "by_step": {k: {"samples": v.get("samples"), "macs": v.get("estimated_macs")} for k, v in steps_doc.items()}}
+               "by_step": {k: {"samples": v.get("samples"), "macs": v.get("estimated_macs"), "gpu_hours": v.get("gpu_hours")}
+                           for k, v in steps_doc.items()}}
+    if any(v.get("gpu_hours") is not None for v in steps_doc.values()):
+        compute["gpu_hours"] = sum(v.get("gpu_hours") or 0.0 for v in steps_doc.values())
     bench = doc.get("benchmark", {})
     return {
         "run": str(run.resolve()),

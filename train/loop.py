@@ -180,7 +180,10 @@ def _train_one(cfg: RunConfig, env: Env, rules: Method, run: Path, buckets: list
         finetuned = {k: v.detach().to("cpu").clone().contiguous() for k, v in module.state_dict().items()}
         _interpolate(cfg, env, model, warm_from)
     info = {"step": name, "step_index": t, "method": cfg.method, "warm_start": warm_from is not None,
-            "weights": list(mix.weights), "limits": list(mix.limits), "budget": budget} | stats
+            "weights": list(mix.weights), "limits": list(mix.limits), "budget": budget,
+            "device": env.device.type, "processes": env.world} | stats
+    if env.device.type == "cuda":  # accelerator time: wall seconds of the step x processes (one GPU each)
+        info["gpu_hours"] = round(stats["seconds"] * env.world / 3600, 6)
     return model, info, finetuned
 
 

@@ -192,10 +192,15 @@ def metrics_table(ms: list[dict]) -> str:
     for t in tasks:
         head += [f"{t} ID", f"{t} BWT", f"{t} FWT", f"{t} final"]
     head.append("static avg")
+    gpu = any(m["compute"].get("gpu_hours") is not None for m in ms)
+    if gpu:
+        head.insert(4, "GPU-h (run)")
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in ms:
         s, macs = per_step_compute(m)
         cells = [m["method"], f"{m['compute']['samples']:,}", f"{s:,.0f}", f"{macs / 1e12:,.2f}"]
+        if gpu:
+            cells.append("-" if m["compute"].get("gpu_hours") is None else f"{m['compute']['gpu_hours']:,.2f}")
         for t in tasks:
             mt = m["tasks"][t]["metrics"]
             cells += [_fmt(mt["in_domain"]), _fmt(mt["backward"]), _fmt(mt["forward"]), _fmt(mt["final_average"])]
