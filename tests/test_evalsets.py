@@ -308,3 +308,12 @@ def test_official_maps_place_each_uid_in_their_year_and_count_disagreements(tmp_
     assert doc["imports"]["placed_by_official_year"] == 5
     assert not (out / "eval" / "2017" / "retrieval" / "samples.parquet").exists() or \
         not set(pl.read_parquet(out / "eval" / "2017" / "retrieval" / "samples.parquet")["uid"]) & set(moved)
+
+
+def test_a_retrieval_share_holds_out_that_share_of_each_bucket(tmp_path, server):
+    """TiC-YFCC/-RedCaps style: 10% of each bucket's downloaded images (of 120) as its retrieval set."""
+    out = _downloaded(tmp_path, server)
+    doc = build_evalsets(EvalConfig(dir=out, retrieval_share=0.1, per_class=2, progress=False), InlineExecutor())
+    for b in ("2017", "2019"):
+        c = doc["candidates"][b]
+        assert c["retrieval"] == round(0.1 * c["images"]) == 12

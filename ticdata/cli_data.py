@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ticdata.cli_args import add_executor_flags, count, executor, positive, seconds
+from ticdata.cli_args import add_executor_flags, count, executor, positive, seconds, share
 
 log = logging.getLogger("ticdata")
 
@@ -127,6 +127,7 @@ def cmd_evalsets(args) -> int:
 
     config = EvalConfig(
         dir=Path(args.dir), classes=args.classes, seed=args.seed, retrieval=args.retrieval, per_class=args.per_class,
+        retrieval_share=args.retrieval_share,
         distance=args.phash_distance, min_words=args.min_words, max_words=args.max_words,
         tic_retrieval=Path(args.tic_retrieval) if args.tic_retrieval else None,
         tic_datacompnet=Path(args.tic_datacompnet) if args.tic_datacompnet else None,
@@ -298,6 +299,8 @@ def add_evalsets(sub, common) -> None:
                     "(the synthetic world), else imagenet (default auto)")
     ep.add_argument("--seed", type=count, default=0, help="selection seed (default 0)")
     ep.add_argument("--retrieval", type=count, metavar="N", help="retrieval pairs per bucket (default: the benchmark's retrieval_per_step)")
+    ep.add_argument("--retrieval-share", type=share, metavar="F", help="instead: this share of each bucket's images, a "
+                    "seeded random sample (TiC-YFCC and TiC-RedCaps hold out 1%%: their benchmarks set 0.01)")
     ep.add_argument("--per-class", type=count, metavar="N", help="classification images per class and bucket (default: the benchmark's classification_per_class)")
     ep.add_argument("--phash-distance", type=count, default=4, metavar="BITS",
                     help="a training image within this many pHash bits of an eval image is a near duplicate (default 4 of 64)")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -59,6 +59,7 @@ class EvalConfig:
     classes: str = "auto"
     seed: int = 0
     retrieval: int | None = None  # per bucket; default: the benchmark's eval.retrieval_per_step
+    retrieval_share: float | None = None  # instead: this share of each bucket's images (TiC-YFCC/-RedCaps: 0.01)
     per_class: int | None = None  # default: the benchmark's eval.classification_per_class
     distance: int = 4
     min_words: int = 3
@@ -75,6 +76,8 @@ class EvalConfig:
             raise UserError(f"--phash-distance {self.distance}: choose 0..31 bits (default 4)")
         if self.min_words < 0 or self.max_words < self.min_words:
             raise UserError(f"--min-words {self.min_words} / --max-words {self.max_words}: need 0 <= min <= max")
+        if self.retrieval_share is not None and not (0.0 < self.retrieval_share <= 1.0):
+            raise UserError(f"--retrieval-share {self.retrieval_share}: choose a share in (0, 1]")
         for name in ("retrieval", "per_class"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be 0 or more")
@@ -92,12 +95,14 @@ def _shard_tars(folder: CuratedFolder, buckets: list[str]) -> list[tuple[str, Pa
     return [(b, p) for b in buckets for p in sorted(folder.shards.bucket(b).glob("*.tar"))]
 
 
-def _plan_doc(config: EvalConfig, vocab_spec: str, retrieval: int, per_class: int, tars: list[tuple[str, Path]]) -> dict:
+def _plan_doc(config: EvalConfig, vocab_spec: str, retrieval: int, per_class: int, tars: list[tuple[str, Path]],
+              share: float | None = None) -> dict:
     def digest(p: Path | None):
         return hashlib.sha256(Path(p).read_bytes()).hexdigest() if p else None
 
     return {
         "classes": vocab_spec, "seed": config.seed, "retrieval_per_bucket": retrieval, "classification_per_class": per_class,
+        "retrieval_share": share,
         "phash_distance": config.distance, "min_words": config.min_words, "max_words": config.max_words,
         "tic_retrieval": digest(config.tic_retrieval), "tic_datacompnet": digest(config.tic_datacompnet),
         "samples_per_shard": config.samples_per_shard, "train_shards": config.train_shards,
@@ -112,7 +117,7 @@ def _load_rows(dir: Path, hashes: pl.DataFrame, label_column: str | None) -> pl.
 
 
 def _select(config: EvalConfig, dir: Path, state: Path, hashes: pl.DataFrame, vocab: Vocabulary,
-            buckets: list[str], retrieval: int, per_class: int, bench) -> tuple[pl.DataFrame, dict]:
+            buckets: list[str], retrieval: int, per_class: int, bench, share: float | None = None) -> tuple[pl.DataFrame, dict]:
     path = state / "selection.parquet"
     info_path = state / "selection.json"
     if path.exists() and info_path.exists():
@@ -132,7 +137,8 @@ def _select(config: EvalConfig, dir: Path, state: Path, hashes: pl.DataFrame, vo
     per_bucket = {}
     for b in buckets:
         br = rows.filter((pl.col("bucket") == b) & pl.col("phash").is_not_null() & ~pl.col("uid").is_in(imported["uid"].implode()))
-        sel, counts = select_bucket(br, params, vocab)
+        size = params.retrieval if share is None or config.tic_retrieval else round(share * br.height)
+        sel, counts = select_bucket(br, replace(params, retrieval=size), vocab)
         picks.append(sel.with_columns(bucket=pl.lit(b)))
         per_bucket[b] = counts
         log.info("%s: %d retrieval, %d classification (%d classes) from %d images", b, counts[RETRIEVAL],
@@ -178,14 +184,16 @@ def make_job(config: EvalConfig) -> tuple[Job, dict]:
         if n < 0:
             raise UserError(f"{folder.manifest_json}: key 'benchmark.eval.{key}' is {n}; set sizes are 0 or more "
                             f"(pass --{'retrieval' if key.startswith('r') else 'per-class'} N, or fix the file)")
-    plan = _plan_doc(config, vocab_spec, retrieval, per_class, tars)
+    share = config.retrieval_share if config.retrieval_share is not None else (
+        None if config.retrieval is not None else bench_eval.get("retrieval_share"))
+    plan = _plan_doc(config, vocab_spec, retrieval, per_class, tars, share)
     check_imports(config)  # refuse a bad pickle before anything is changed
     outputs = (folder.eval_dir,) + ((folder.train_dir,) if config.train_shards else ())
     job = Job(folder.root, "evalsets", plan, outputs=outputs, overwrite=config.overwrite, progress=config.progress,
               clear=lambda: _reset_splits(folder.root), describe="eval sets built with other parameters or inputs",
               defer_replace=True)
     facts = {"doc": doc, "buckets": buckets, "tars": tars, "vocab_spec": vocab_spec, "retrieval": retrieval,
-             "per_class": per_class, "plan": plan}
+             "per_class": per_class, "plan": plan, "share": share}
     return job.check(), facts
 
 
@@ -219,7 +227,7 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
         vocab_values = scan_manifest(dir).select(pl.col(col).cast(pl.String).unique()).collect()[col].to_list()
     vocab = load_vocabulary(vocab_spec, vocab_values)
     sel, sel_info = _select(config, dir, state, hashes, vocab, buckets, facts["retrieval"], facts["per_class"],
-                            benchmark_from_manifest(doc, folder.manifest_json))
+                            benchmark_from_manifest(doc, folder.manifest_json), facts["share"])
 
     # 3. decontaminate
     ev = sel.join(hashes.select("uid", "sha256", "phash", "tar"), on="uid", how="inner").join(
