@@ -111,3 +111,42 @@ def test_a_cpu_run_records_its_device_and_no_gpu_hours(small_run):
     doc = json.loads((small_run[1] / "run.json").read_text())
     for s in doc["steps"].values():
         assert s["device"] == "cpu" and s["processes"] == 1 and "gpu_hours" not in s
+
+
+def test_the_datacomp_task_table_has_its_38_tasks_and_their_metrics():
+    from tic_train.static_tasks import datacomp_tasks, metric_of, task_of
+
+    tasks = datacomp_tasks()
+    assert len(tasks) == 38
+    assert {k for k, t in tasks.items() if t["metric"] == "mean_per_class_recall"} == \
+        {"vtab/caltech101", "fgvc_aircraft", "vtab/flowers", "vtab/pets"}
+    assert metric_of("vtab-pets") == "mean_per_class_recall" and metric_of("imagenet1k") == "acc1"
+    assert metric_of("retrieval/flickr30k") == "retrieval_recall@1" and metric_of("my-own-set") is None
+    assert task_of("wds_fairness-geode_test") == "fairness/geode"
+
+
+@pytest.mark.slow
+def test_static_tasks_are_scored_with_datacomps_metric(small_run, tmp_path):
+    """Two DataComp task folders (copies of an eval set) under --static-root, and one whose metric tic
+    cannot compute: pets reads mean per-class recall, CIFAR-10 top-1, GeoDE is listed as skipped."""
+    import json
+    import shutil
+
+    from tic_train.evaluate import evaluate_run
+    from worldfolder import copy_small_run
+
+    cur, run = copy_small_run(small_run, tmp_path / "copy")
+    root = tmp_path / "datacomp"
+    src = cur / "eval" / SMALL_STEPS[0] / "classification"
+    for folder in ("wds_vtab-pets_test", "wds_cifar10_test", "wds_fairness-geode_test"):
+        shutil.copytree(src, root / folder)
+    m = evaluate_run(run, device="cpu", progress=False, static_root=root)
+    assert set(m["static"]) == {"vtab-pets", "cifar10"}
+    assert m["static"]["vtab-pets"]["metric"] == "mean_per_class_recall" and m["static"]["cifar10"]["metric"] == "acc1"
+    assert "fairness/geode" in m["static_skipped"]
+    for name, s in m["static"].items():
+        for ckpt, v in zip(sorted(m["rows"], key=lambda r: r["step"]), s["by_step"]):
+            cell = json.loads((run / m["cells"][f"{ckpt['checkpoint']}/static-{name}"]).read_text())
+            assert v == cell["metrics"][s["metric"]]
+    last = [s["by_step"][-1] for s in m["static"].values()]
+    assert m["static_average"][-1] == pytest.approx(sum(last) / len(last))

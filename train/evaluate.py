@@ -51,6 +51,7 @@ class EvalSet:
     classnames: list[str] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # "<tar>: sample <key>" per image, for error messages
+    metric: str | None = None  # the score the matrix reads (static DataComp tasks: theirs); None: PRIMARY[kind]
     fingerprint: str = ""
 
 
@@ -254,7 +255,7 @@ def _cell_path(run: Path, ckpt: Path, es: EvalSet) -> Path:
 
 
 def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str = "auto", batch: int = 256,
-                 progress: bool = True, patching_alphas: list[float] | None = None) -> dict:
+                 progress: bool = True, patching_alphas: list[float] | None = None, static_root: Path | None = None) -> dict:
     """Fill every missing cell of RUN, then write and return RUN/eval/matrix.json (with a Patching
     run's alpha curve when `patching_alphas` is given: tic_train.patching_eval)."""
     run = Path(run)
@@ -268,8 +269,16 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
         check_checkpoint(ckpt)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     sets = dynamic_sets(data, buckets)
-    for name, path in (static or {}).items():
-        sets.append(read_wds_set(Path(path), f"static-{name}"))
+    from tic_train.static_tasks import metric_of, static_sets_under
+
+    static, skipped = dict(static or {}), {}
+    if static_root is not None:
+        found, skipped = static_sets_under(Path(static_root))
+        static = found | static
+    for name, path in static.items():
+        es = read_wds_set(Path(path), f"static-{name}")
+        es.metric = metric_of(name)
+        sets.append(es)
     started = time.monotonic()
     computed = 0
     pixels_cache: dict[tuple[str, str], torch.Tensor] = {}
@@ -304,6 +313,8 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
         from tic_train.patching_eval import score_alphas
 
         matrix["patching_alpha"] = score_alphas(run, ckpts, sets, buckets, cells, patching_alphas, dev, batch, pixels_cache)
+    if skipped:
+        matrix["static_skipped"] = skipped
     matrix["computed_cells"] = computed
     matrix["seconds"] = round(time.monotonic() - started, 1)
     write_json_atomic(RunFolder(run).matrix_json, matrix)
@@ -327,7 +338,7 @@ def _matrix(run: Path, doc: dict, ckpts: list[Path], sets: list[EvalSet], cells:
     static = {}
     for es in sets:
         if es.bucket is None:
-            metric = PRIMARY[es.kind]
+            metric = es.metric or PRIMARY[es.kind]
             static[es.key[len("static-"):]] = {"metric": metric, "task": es.kind, "folder": str(es.folder),
                                                "by_step": [cells[(c.name, es.key)]["metrics"].get(metric) if (c.name, es.key) in cells else None
                                                            for c in sorted(ckpts)]}

@@ -180,7 +180,9 @@ def build_report(runs: list[Path], out: Path) -> Path:
     md.append(f"- data: `{ms[0]['data']}` (eval sets in `eval/<bucket>/{{retrieval,classification}}`, training shards in `train/shards`)")
     for m in ms[:1]:
         for name, s in m.get("static", {}).items():
-            md.append(f"- static set {name}: `{s['folder']}`")
+            md.append(f"- static set {name}: `{s['folder']}` (metric {s['metric']})")
+        for name, why in m.get("static_skipped", {}).items():
+            md.append(f"- static task {name}: skipped ({why})")
     write_text_atomic(out / "report.md", "\n".join(md) + "\n")
     write_text_atomic(out / "report.html", markdown_to_html(md, "tic report"))
     return out / "report.md"
