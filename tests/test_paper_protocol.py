@@ -150,3 +150,42 @@ def test_static_tasks_are_scored_with_datacomps_metric(small_run, tmp_path):
             assert v == cell["metrics"][s["metric"]]
     last = [s["by_step"][-1] for s in m["static"].values()]
     assert m["static_average"][-1] == pytest.approx(sum(last) / len(last))
+
+
+def test_transfer_metrics_with_year_columns_by_hand():
+    from tic_train.transfer import in_domain_by_step, transfer_metrics_by_column
+
+    # two steps: step 0 holds years 2014 and 2015, step 1 holds 2016
+    E = [[0.2, 0.4, 0.1], [0.3, 0.5, 0.9]]
+    m = transfer_metrics_by_column(E, [0, 0, 1])
+    assert m["in_domain"] == pytest.approx((0.2 + 0.4 + 0.9) / 3)
+    assert m["backward"] == pytest.approx((0.3 + 0.5) / 2) and m["forward"] == pytest.approx(0.1)
+    assert m["final_average"] == pytest.approx((0.3 + 0.5 + 0.9) / 3)
+    assert in_domain_by_step(E, [0, 0, 1]) == pytest.approx([0.3, 0.9])
+
+
+@pytest.mark.slow
+def test_year_columns_cut_each_steps_sets_by_year(small_run, tmp_path):
+    """--columns year: one column per (step, year) of the held-out rows; a one-year step's column is
+    its step column exactly; the report draws it."""
+    import json
+
+    import polars as pl
+
+    from tic_train.evaluate import evaluate_run
+    from tic_train.report import build_report
+    from worldfolder import copy_small_run
+
+    cur, run = copy_small_run(small_run, tmp_path / "copy")
+    step = json.loads((run / "eval" / "matrix.json").read_text())
+    m = evaluate_run(run, device="cpu", progress=False, columns="year")
+    man = pl.read_parquet(cur / "manifest" / "*" / "*.parquet", hive_partitioning=True)
+    held = man.filter(pl.col("split").is_in(["retrieval", "classification"]))
+    assert [int(c["label"]) for c in m["columns"]] == sorted(set(held["year"].to_list()))
+    assert m["column_mode"] == "year" and len(m["tasks"]["retrieval"]["E"]) == len(step["columns"])
+    col = next(j for j, c in enumerate(m["columns"]) if c["label"] == "2019")
+    stp = next(j for j, c in enumerate(step["columns"]) if c["step"] == "2019")
+    for task in m["tasks"]:
+        assert [row[col] for row in m["tasks"][task]["E"]] == [row[stp] for row in step["tasks"][task]["E"]]
+    md = build_report([run], tmp_path / "rep").read_text()
+    assert "calendar years" in md

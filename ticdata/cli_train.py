@@ -60,7 +60,8 @@ def cmd_eval(args) -> int:
         alphas = parse_alphas(args.patching_alpha)
     for run in args.runs:
         m = evaluate_run(Path(run), static, device=args.device, batch=args.batch_size, progress=not args.quiet,
-                         patching_alphas=alphas, static_root=Path(args.static_root) if args.static_root else None)
+                         patching_alphas=alphas, static_root=Path(args.static_root) if args.static_root else None,
+                         columns=args.columns)
         print(format_matrix(m))
         print(f"matrix: {Path(run).resolve() / 'eval' / 'matrix.json'}")
     return 0
@@ -161,6 +162,8 @@ def add_eval(sub, common) -> None:
         "(E[i][j] per task, in-domain / backward / forward transfer) and CLIP_benchmark-shaped JSON per cell.")
     vp.add_argument("runs", nargs="*", metavar="RUN", help="run folders of tic train")
     vp.add_argument("--static", action="append", metavar="NAME=FOLDER", help="a static eval set in CLIP_benchmark's wds layout (repeatable)")
+    vp.add_argument("--columns", choices=("step", "year"), default="step", help="one eval-matrix column per benchmark step "
+                    "(default) or per calendar year, as ml-tic-clip's eval sets are cut")
     vp.add_argument("--static-root", metavar="DIR", help="DataComp's eval folders (wds_<task>_test): every one present "
                     "is scored with DataComp's metric for it (tic_train.static_tasks)")
     vp.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")

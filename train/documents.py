@@ -35,9 +35,10 @@ MATRIX_SHAPE = {
     "data": str,
     "folding": str,
     "rows": [{"checkpoint": str, "step": COUNT}],
-    "columns": [{"step": str}],
+    "columns": [{"step": str, "label": Opt(str)}],
+    "column_mode": Opt(str),
     "tasks": {str: {"metric": str, "E": [[SCORE]], "metrics": {"in_domain": SCORE, "backward": SCORE, "forward": SCORE,
-                                                                 "final_average": SCORE}}},
+                                                                 "final_average": SCORE}, "in_domain_by_step": Opt([SCORE])}},
     "static": Opt({str: {"folder": str, "by_step": [SCORE]}}),
     "static_average": Opt([SCORE]),
     "compute": {"samples": NUMBER, "macs": NUMBER, "gpu_hours": Opt(NUMBER)},
@@ -78,12 +79,12 @@ def load_matrix(run: Path) -> dict:
     m = read_json_document(path, MATRIX_SHAPE, remedy)
     if not known_method(m["method"]):
         raise UserError(f"{path}: key 'method' names no method tic knows ({m['method'][:40]!r}); {remedy}")
-    n = len(m["columns"])
+    n, cols = len(dict.fromkeys(c["step"] for c in m["columns"])), len(m["columns"])
     for task, t in m["tasks"].items():
         if task not in TASKS:
             raise UserError(f"{path}: key 'tasks.{task[:40]}' is not a task tic scores ({', '.join(TASKS)}); {remedy}")
-        if len(t["E"]) != n or any(len(row) != n for row in t["E"]):
-            raise UserError(f"{path}: key 'tasks.{task}.E' is not {n} x {n} (one row and column per step); {remedy}")
+        if len(t["E"]) != n or any(len(row) != cols for row in t["E"]):
+            raise UserError(f"{path}: key 'tasks.{task}.E' is not {n} x {cols} (a row per step, a cell per column); {remedy}")
     if not m["tasks"] or not n:
         raise UserError(f"{path}: holds no scores (no tasks or no steps); {remedy}")
     return m

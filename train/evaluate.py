@@ -31,11 +31,10 @@ from ticdata.storage import write_json_atomic
 from ticdata.tars import IMAGE_EXTS
 from tic_train.checkpoint import CONFIG, WEIGHTS
 from tic_train.documents import load_cell, load_run_doc
+from tic_train.matrix import PRIMARY, format_matrix, step_matrix  # noqa: F401 - format_matrix: the CLI's
 from tic_train.metrics import classifier_weights, retrieval, zero_shot
-from tic_train.transfer import transfer_metrics
 
 log = logging.getLogger(__name__)
-PRIMARY = {"retrieval": "retrieval_recall@1", "classification": "acc1"}
 TASK_NAME = {"retrieval": "zeroshot_retrieval", "classification": "zeroshot_classification"}
 
 
@@ -51,6 +50,7 @@ class EvalSet:
     classnames: list[str] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # "<tar>: sample <key>" per image, for error messages
+    keys: list[str] = field(default_factory=list)  # the sample key (the uid) per image
     metric: str | None = None  # the score the matrix reads (static DataComp tasks: theirs); None: PRIMARY[kind]
     fingerprint: str = ""
 
@@ -125,6 +125,7 @@ def read_wds_set(folder: Path, key: str, bucket: str | None = None) -> EvalSet:
                 es.labels.append(_label(m["cls"], tar, skey, len(es.classnames)))
             es.images.append(img)
             es.sources.append(f"{tar}: sample {skey!r}")
+            es.keys.append(skey)
     if not es.images:
         raise UserError(f"{folder}: the eval set holds no usable samples (an image with its {'txt' if kind == 'retrieval' else 'cls'}); "
                         "rebuild it")
@@ -255,7 +256,8 @@ def _cell_path(run: Path, ckpt: Path, es: EvalSet) -> Path:
 
 
 def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str = "auto", batch: int = 256,
-                 progress: bool = True, patching_alphas: list[float] | None = None, static_root: Path | None = None) -> dict:
+                 progress: bool = True, patching_alphas: list[float] | None = None, static_root: Path | None = None,
+                 columns: str = "step") -> dict:
     """Fill every missing cell of RUN, then write and return RUN/eval/matrix.json (with a Patching
     run's alpha curve when `patching_alphas` is given: tic_train.patching_eval)."""
     run = Path(run)
@@ -279,6 +281,13 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
         es = read_wds_set(Path(path), f"static-{name}")
         es.metric = metric_of(name)
         sets.append(es)
+    year_columns = None
+    if columns == "year":
+        from tic_train.year_columns import by_year
+
+        if patching_alphas:
+            raise UserError("--patching-alpha scores step columns; run it without --columns year")
+        sets, year_columns, _ = by_year(sets, data, buckets)
     started = time.monotonic()
     computed = 0
     pixels_cache: dict[tuple[str, str], torch.Tensor] = {}
@@ -308,7 +317,7 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
             cells[(ckpt.name, es.key)] = cell
             computed += 1
         log.info("%s: %d eval sets scored", ckpt.name, len(todo))
-    matrix = _matrix(run, doc, ckpts, sets, cells)
+    matrix = step_matrix(run, doc, ckpts, sets, cells, year_columns)
     if patching_alphas:
         from tic_train.patching_eval import score_alphas
 
@@ -319,75 +328,3 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
     matrix["seconds"] = round(time.monotonic() - started, 1)
     write_json_atomic(RunFolder(run).matrix_json, matrix)
     return matrix
-
-
-def _matrix(run: Path, doc: dict, ckpts: list[Path], sets: list[EvalSet], cells: dict) -> dict:
-    buckets = list(doc["buckets"])
-    steps = {c.name: int(c.name.split("-")[1]) for c in ckpts}
-    n = len(buckets)
-    tasks = {}
-    for kind in ("retrieval", "classification"):
-        metric = PRIMARY[kind]
-        E: list[list[float | None]] = [[None] * n for _ in range(n)]
-        for c, i in steps.items():
-            for j, b in enumerate(buckets):
-                cell = cells.get((c, f"dyn-{b}-{kind}"))
-                if cell is not None:
-                    E[i][j] = cell["metrics"].get(metric)
-        tasks[kind] = {"metric": metric, "E": E, "metrics": transfer_metrics(E)}
-    static = {}
-    for es in sets:
-        if es.bucket is None:
-            metric = es.metric or PRIMARY[es.kind]
-            static[es.key[len("static-"):]] = {"metric": metric, "task": es.kind, "folder": str(es.folder),
-                                               "by_step": [cells[(c.name, es.key)]["metrics"].get(metric) if (c.name, es.key) in cells else None
-                                                           for c in sorted(ckpts)]}
-    steps_doc = doc.get("steps", {})
-    compute = {"samples": sum(s.get("samples", 0) for s in steps_doc.values()),
-               "macs": sum(s.get("estimated_macs", 0) for s in steps_doc.values()),
-               "by_step": {k: {"samples": v.get("samples"), "macs": v.get("estimated_macs"), "gpu_hours": v.get("gpu_hours")}
-                           for k, v in steps_doc.items()}}
-    if any(v.get("gpu_hours") is not None for v in steps_doc.values()):
-        compute["gpu_hours"] = sum(v.get("gpu_hours") or 0.0 for v in steps_doc.values())
-    bench = doc.get("benchmark", {})
-    return {
-        "run": str(run.resolve()),
-        "method": doc["config"]["method"],
-        "model": doc["config"]["model"],
-        "data": doc["data"],
-        "rows": [{"checkpoint": c, "step": i} for c, i in steps.items()],
-        "columns": [{"step": b, "years": next((s["years"] for s in bench.get("steps", []) if s["name"] == b), None)} for b in buckets],
-        "folding": (f"columns are the steps of benchmark {bench.get('name')!r} ({bench.get('granularity', 'year')} buckets); the "
-                    "eval set of a step is the held-out rows of every year the step holds"),
-        "tasks": tasks,
-        "static": static,
-        "static_average": _static_average(static, len(ckpts)),
-        "compute": compute,
-        "cells": {f"{c}/{k}": str(_cell_rel(run, c, k)) for (c, k) in sorted(cells)},
-    }
-
-
-def _cell_rel(run: Path, ckpt: str, key: str) -> str:
-    hits = sorted(RunFolder(run).cells(ckpt).glob(f"{key}.*.json"))
-    return str(hits[-1].relative_to(run)) if hits else ""
-
-
-def _static_average(static: dict, rows: int) -> list[float | None]:
-    out = []
-    for r in range(rows):
-        vals = [v["by_step"][r] for v in static.values() if v["by_step"][r] is not None]
-        out.append(sum(vals) / len(vals) if vals else None)
-    return out
-
-
-def format_matrix(m: dict) -> str:
-    lines = [f"{m['method']}: {m['run']}"]
-    for kind, t in m["tasks"].items():
-        lines.append(f"  {kind} ({t['metric']}), rows = model after step, columns = eval set of step")
-        for i, row in enumerate(t["E"]):
-            if any(v is not None for v in row):
-                lines.append("    " + f"{m['columns'][i]['step']:<12}" + " ".join("   -  " if v is None else f"{v:6.3f}" for v in row))
-        mt = t["metrics"]
-        lines.append("    " + ", ".join(f"{k} {'-' if v is None else f'{v:.3f}'}" for k, v in mt.items()))
-    lines.append(f"  cells computed now: {m['computed_cells']} ({m['seconds']} s)")
-    return "\n".join(lines)

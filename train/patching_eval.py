@@ -46,7 +46,8 @@ def _fingerprint(*files: Path) -> str:
 def score_alphas(run: Path, ckpts: list[Path], sets: list, buckets: list[str], cells: dict, alphas: list[float],
                  dev: torch.device, batch: int, pixels_cache: dict) -> dict:
     """{alpha: {task: {"E", "metrics"}}} for a Patching run (see the module docstring)."""
-    from tic_train.evaluate import PRIMARY, evaluate_set, load_model, _preprocess_all
+    from tic_train.evaluate import evaluate_set, load_model, _preprocess_all
+    from tic_train.matrix import PRIMARY
 
     patched = [(i, c) for i, c in enumerate(ckpts) if (c / FINETUNED).is_file() and i > 0]
     if not patched:

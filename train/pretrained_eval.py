@@ -72,7 +72,8 @@ def evaluate_pretrained(data: Path, arch: str, pretrained: str, out: Path, devic
     """Score the model on every dynamic set of DATA; write OUT/run.json and OUT/eval/matrix.json."""
     import open_clip
 
-    from tic_train.evaluate import PRIMARY, _matrix, _preprocess_all, dynamic_sets, evaluate_set
+    from tic_train.evaluate import _preprocess_all, dynamic_sets, evaluate_set
+    from tic_train.matrix import PRIMARY, step_matrix
     from tic_train.tiny import quiet_model_creation, register_configs
 
     register_configs()
@@ -113,7 +114,7 @@ def evaluate_pretrained(data: Path, arch: str, pretrained: str, out: Path, devic
                "benchmark": bench.to_json(), "buckets": {b: 0 for b in buckets}, "steps": {}}
     write_json_atomic(RunFolder(out).run_json, run_doc)
     rows = [Path(f"step-{i:02d}-{b}") for i, b in enumerate(buckets)]  # the same model after every step
-    matrix = _matrix(out, run_doc, rows, sets, {(r.name, k): c for r in rows for k, c in scores.items()})
+    matrix = step_matrix(out, run_doc, rows, sets, {(r.name, k): c for r in rows for k, c in scores.items()})
     matrix["rows"] = [{"checkpoint": "pretrained", "step": i} for i in range(len(buckets))]
     matrix["cells"] = {f"pretrained/{k}": str(folder.relative_to(out) / f"{k}.{fp}-{s.fingerprint}.json")
                        for k, s in ((es.key, es) for es in sets)}

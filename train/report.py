@@ -22,6 +22,7 @@ from ticdata.htmlreport import markdown_to_html
 from ticdata.layout import check_apart
 from ticdata.storage import check_output_folder, save_figure_atomic, write_text_atomic
 from tic_train.documents import load_matrix, load_run_doc
+from tic_train.matrix import column_labels, step_names
 
 METRIC_HELP = {
     "in_domain": "mean of E[i][i]: each step's model on its own step's eval set",
@@ -44,8 +45,8 @@ def load_matrices(runs: list[Path]) -> list[dict]:
         raise UserError(f"two runs of the same method ({', '.join(methods)}); report one run per method")
     first = out[0]
     for run, m in zip(runs[1:], out[1:]):
-        steps, first_steps = [c["step"] for c in m["columns"]], [c["step"] for c in first["columns"]]
-        if steps != first_steps or m["data"] != first["data"]:
+        steps, first_steps = column_labels(m), column_labels(first)
+        if steps != first_steps or m["data"] != first["data"] or m.get("column_mode") != first.get("column_mode"):
             raise UserError(f"{run}: not comparable with {runs[0]}: steps {', '.join(steps)} of {m['data']} against "
                             f"{', '.join(first_steps)} of {first['data']}; report runs of one benchmark and data folder together")
     return out
@@ -55,7 +56,7 @@ def per_step_compute(m: dict) -> tuple[float, float]:
     """(samples, MACs) to have an up-to-date model after every step (see the module docstring)."""
     samples, macs = m["compute"]["samples"], m["compute"]["macs"]
     if m["method"] == "oracle":
-        T = len(m["columns"])
+        T = len(step_names(m))
         return samples * (T + 1) / 2, macs * (T + 1) / 2
     return samples, macs
 
@@ -75,16 +76,16 @@ def _heatmap(m: dict, task: str, path: Path) -> None:
 
     t = m["tasks"][task]
     E = np.array([[np.nan if v is None else v for v in row] for row in t["E"]], dtype=float)
-    names = [c["step"] for c in m["columns"]]
-    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2.2, 1.0 * len(names) + 1.6))
+    names, labels = step_names(m), column_labels(m)
+    fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2.2, 1.0 * len(names) + 1.6))
     im = ax.imshow(E, cmap="viridis", vmin=0, vmax=max(1e-9, np.nanmax(E)) if np.isfinite(E).any() else 1)
     for i in range(len(names)):
-        for j in range(len(names)):
+        for j in range(len(labels)):
             if np.isfinite(E[i, j]):
                 ax.text(j, i, f"{E[i, j]:.2f}", ha="center", va="center", color="w" if E[i, j] < np.nanmax(E) * 0.6 else "k", fontsize=9)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("eval set of step j")
+    ax.set_xlabel("calendar year" if m.get("column_mode") == "year" else "eval set of step j")
     ax.set_ylabel("model after step i")
     ax.set_title(f"{m['method']}: {task} ({t['metric']})")
     fig.colorbar(im, ax=ax, fraction=0.046)
@@ -99,12 +100,13 @@ def _in_domain(ms: list[dict], path: Path) -> None:
     tasks = list(ms[0]["tasks"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.8))
     axes = axes if len(tasks) > 1 else [axes]
-    names = [c["step"] for c in ms[0]["columns"]]
+    names = step_names(ms[0])
     for ax, task in zip(axes, tasks):
         for m in ms:
-            E = m["tasks"][task]["E"]
-            xs = [i for i in range(len(names)) if E[i][i] is not None]
-            ax.plot(xs, [E[i][i] for i in xs], marker="o", label=m["method"])
+            t = m["tasks"][task]
+            diag = t.get("in_domain_by_step") or [row[i] for i, row in enumerate(t["E"])]
+            xs = [i for i in range(len(names)) if diag[i] is not None]
+            ax.plot(xs, [diag[i] for i in xs], marker="o", label=m["method"])
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_title(f"in-domain {task} ({ms[0]['tasks'][task]['metric']})")
         ax.set_xlabel("step")

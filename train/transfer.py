@@ -7,6 +7,10 @@
   beside compute when comparing methods, Oracle (which has only a final model) included.
 Missing cells (None: a method without a checkpoint at that step) are left out of every mean; a
 mean over no cells is None.
+
+With one column per calendar year instead of per step (ml-tic-clip's eval sets), column c belongs to
+the step holding its year, `column_step[c]`: in-domain is then E[i][c] over the columns of step i,
+backward those of earlier steps, forward those of later ones.
 """
 
 from __future__ import annotations
@@ -27,3 +31,23 @@ def transfer_metrics(E: list[list[float | None]]) -> dict:
         "forward": _mean([E[i][j] for i in range(n) for j in range(i + 1, n)]),
         "final_average": _mean(list(E[-1])) if n else None,
     }
+
+
+def transfer_metrics_by_column(E: list[list[float | None]], column_step: list[int]) -> dict:
+    """The same metrics for a matrix whose columns are finer than its steps (see the docstring)."""
+    if any(len(row) != len(column_step) for row in E):
+        raise ValueError("every row of the eval matrix needs one cell per column")
+    cells = [(i, column_step[c], v) for i, row in enumerate(E) for c, v in enumerate(row)]
+    return {
+        "in_domain": _mean([v for i, s, v in cells if s == i]),
+        "backward": _mean([v for i, s, v in cells if s < i]),
+        "forward": _mean([v for i, s, v in cells if s > i]),
+        "final_average": _mean(list(E[-1])) if E else None,
+    }
+
+
+def in_domain_by_step(E: list[list[float | None]], column_step: list[int] | None = None) -> list[float | None]:
+    """Each step's in-domain score: E[i][i], or the mean over step i's columns."""
+    if column_step is None:
+        return [row[i] for i, row in enumerate(E)]
+    return [_mean([v for c, v in enumerate(row) if column_step[c] == i]) for i, row in enumerate(E)]
