@@ -105,3 +105,32 @@ def test_official_lists_dated_elsewhere_are_counted_and_audited(small_run, tmp_p
     assert audit["official"]["uid_lists"]["2019"]["dated_elsewhere"] == 7
     assert "## Official lists against tic's dating" in (tmp_path / "audit" / "audit.md").read_text()
     capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_one_command_regenerates_official_buckets_and_compares_the_dating(small_run, tmp_path, capsys):
+    """`tic reshard SHARDS --uids LISTS --dating CUR`: the listed samples per bucket (listed / found /
+    missing) and, per list, how many listed uids tic dates elsewhere, equal to an independent count."""
+    cur, _ = small_run
+    man = pl.read_parquet(cur / "manifest" / "*" / "*.parquet", hive_partitioning=True).select("uid", "year")
+    y2019 = sorted(man.filter(pl.col("year") == 2019)["uid"].to_list())
+    y2020 = sorted(man.filter(pl.col("year") == 2020)["uid"].to_list())
+    stranger = "f" * 32
+    lists = {"2019": sorted(y2019[:20] + y2020[:7] + [stranger]), "2020": y2020[7:]}
+    for name, members in lists.items():
+        write_uid_file(tmp_path / f"{name}.npy", members)
+    out = tmp_path / "official"
+    code = main(["-q", "reshard", str(cur / "shards"), "--uids", str(tmp_path / "2019.npy"), str(tmp_path / "2020.npy"),
+                 "--dating", str(cur), "--out", str(out), "--executor", "inline"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "dated elsewhere" in printed
+    dating = json.loads((out / "dating.json").read_text())["lists"]
+    reshard = json.loads((out / "reshard.json").read_text())["buckets"]
+    years = dict(zip(man["uid"], man["year"]))
+    for name, members in lists.items():
+        dated = [u for u in members if u in years]
+        assert dating[name]["listed"] == len(members) and dating[name]["dated_by_tic"] == len(dated)
+        assert dating[name]["dated_elsewhere"] == sum(1 for u in dated if years[u] != int(name))
+    assert dating["2019"]["dated_elsewhere"] == 7 and reshard["2019"]["missing"] == 1  # the stranger
+    one_line = [x for x in printed.splitlines() if x.startswith("2019 ")][-1]
+    assert "7 (25.9%)" in one_line

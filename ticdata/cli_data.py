@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ticdata.errors import UserError
 from ticdata.cli_args import add_executor_flags, count, executor, positive, seconds, share
 
 log = logging.getLogger("ticdata")
@@ -105,6 +106,8 @@ def cmd_download(args) -> int:
 def cmd_reshard(args) -> int:
     from ticdata.reshard import format_reshard_table, plan_reshard, reshard
 
+    if args.dating and not args.uids:
+        raise UserError("--dating compares official uid lists with tic's dating; give the lists with --uids")
     kw = dict(
         manifest=Path(args.manifest) if args.manifest else None, uid_files=args.uids,
         samples_per_shard=args.samples_per_shard, split=None if args.split == "all" else args.split,
@@ -119,6 +122,17 @@ def cmd_reshard(args) -> int:
             doc = reshard(args.shards, Path(args.out), ex, progress=not args.quiet, plan=plan, **kw)
     print(format_reshard_table(doc))
     print(f"shards: {Path(args.out).resolve() / 'shards'}")
+    if args.dating:
+        from ticdata.official_dating import dating_of_lists, format_dating
+        from ticdata.storage import write_json_atomic
+
+        with manifest_guard(args.dating):
+            dating = dating_of_lists(Path(args.dating), args.uids)
+        write_json_atomic(Path(args.out) / "dating.json", {"curated": str(Path(args.dating).resolve()), "lists": dating})
+        print()
+        print(format_dating(dating, doc))
+        print("dated elsewhere: listed uids whose first-seen date tic recovered lies outside the list's bucket "
+              f"({Path(args.out).resolve() / 'dating.json'})")
     return 0
 
 
@@ -273,6 +287,8 @@ def add_reshard(sub, common) -> None:
     rp.add_argument("--manifest", metavar="DIR", help="a curated folder: each bucket takes the rows of its years")
     rp.add_argument("--uids", nargs="+", action="extend", metavar="[BUCKET=]FILE.npy",
                     help="DataComp uid files (numpy u8,u8), one per bucket; the file's stem names the bucket unless BUCKET= is given")
+    rp.add_argument("--dating", metavar="DIR", help="with --uids: a curated folder of the same pool; prints, per list, "
+                    "how many listed uids tic dates outside the list's year (written to OUT/dating.json)")
     rp.add_argument("--split", default="train", help="with --manifest: rows of this split only, or 'all' (default train)")
     rp.add_argument("--samples-per-shard", type=positive, default=10_000, help="samples per output shard (default 10,000)")
     rp.add_argument("--tars-per-task", type=positive, default=1, help="input tars per task (default 1)")
