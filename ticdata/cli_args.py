@@ -29,51 +29,24 @@ def _number(value: str, kind, what: str):
     return n
 
 
-def positive(value: str) -> int:
-    """An integer >= 1 (sizes, counts of things to make)."""
-    n = _number(value, int, "a positive integer")
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} is not a positive integer")
-    return n
+def _bounded(kind, what: str, ok, doc: str):
+    """An argparse type: `kind` parsed (finite for floats), refused in one line unless ok(n)."""
+    def parse(value: str):
+        n = _number(value, kind, what)
+        if not ok(n):
+            raise argparse.ArgumentTypeError(f"{n} is not {what}")
+        return n
+
+    parse.__doc__ = doc
+    return parse
 
 
-def count(value: str) -> int:
-    """An integer >= 0 (seeds, retries, distances)."""
-    n = _number(value, int, "an integer >= 0")
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n} is not an integer >= 0")
-    return n
-
-
-def seconds(value: str) -> float:
-    """A finite duration > 0."""
-    n = _number(value, float, "a finite number of seconds")
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"{n} is not a positive number of seconds")
-    return n
-
-
-def share(value: str) -> float:
-    """A fraction between 0 and 1."""
-    n = _number(value, float, "a number between 0 and 1")
-    if not 0 <= n <= 1:
-        raise argparse.ArgumentTypeError(f"{n} is not between 0 and 1")
-    return n
-
-
-def non_negative(value: str) -> float:
-    """A finite number >= 0 (learning rates, weights)."""
-    n = _number(value, float, "a finite number >= 0")
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n} is not >= 0")
-    return n
-
-
-def port(value: str) -> int:
-    n = _number(value, int, "a TCP port")
-    if not 1 <= n <= 65535:
-        raise argparse.ArgumentTypeError(f"{n} is not a TCP port (1-65535)")
-    return n
+positive = _bounded(int, "a positive integer", lambda n: n >= 1, "An integer >= 1 (sizes, counts of things to make).")
+count = _bounded(int, "an integer >= 0", lambda n: n >= 0, "An integer >= 0 (seeds, retries, distances).")
+seconds = _bounded(float, "a positive number of seconds", lambda n: n > 0, "A finite duration > 0.")
+share = _bounded(float, "a number between 0 and 1", lambda n: 0 <= n <= 1, "A fraction between 0 and 1.")
+non_negative = _bounded(float, "a finite number >= 0", lambda n: n >= 0, "A finite number >= 0 (learning rates, weights).")
+port = _bounded(int, "a TCP port (1-65535)", lambda n: 1 <= n <= 65535, "A TCP port.")
 
 
 def executor(args):

@@ -9,7 +9,7 @@ from pathlib import Path
 from ticdata.benchmarks import DEFINITION_SHAPE
 from ticdata.errors import UserError
 from ticdata.layout import CuratedFolder
-from ticdata.shapes import ANY, COUNT, Opt, read_json_document
+from ticdata.shapes import COUNT, Opt, read_json_document
 
 BENCHMARK_SHAPE = DEFINITION_SHAPE | {"steps": Opt([{"name": str, "years": [int]}])}
 MANIFEST_SHAPE = {
@@ -52,8 +52,3 @@ def load_evalsets_doc(path: Path) -> dict:
 
 def load_reshard_doc(path: Path) -> dict:
     return read_json_document(path, RESHARD_SHAPE, "reshard again (tic reshard ... --overwrite)")
-
-
-def load_any_json(path: Path, remedy: str):
-    """A document whose shape its reader checks itself (task results, caches)."""
-    return read_json_document(path, ANY, remedy)
