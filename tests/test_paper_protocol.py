@@ -189,3 +189,18 @@ def test_year_columns_cut_each_steps_sets_by_year(small_run, tmp_path):
         assert [row[col] for row in m["tasks"][task]["E"]] == [row[stp] for row in step["tasks"][task]["E"]]
     md = build_report([run], tmp_path / "rep").read_text()
     assert "calendar years" in md
+
+
+def test_uids_sizes_reports_the_official_maps_per_year(tmp_path, capsys):
+    import pickle
+
+    from ticdata.cli import main
+
+    uid = iter(f"{i:032x}" for i in range(1, 100))
+    (tmp_path / "ret.pkl").write_bytes(pickle.dumps({2016: [next(uid) for _ in range(3)], "2017": [next(uid) for _ in range(5)]}))
+    (tmp_path / "dcn.pkl").write_bytes(pickle.dumps({2017: {"n01": [next(uid) for _ in range(2)], "n02": [next(uid) for _ in range(4)],
+                                                            "n03": [next(uid) for _ in range(3)]}}))
+    assert main(["uids", "sizes", str(tmp_path / "ret.pkl"), str(tmp_path / "dcn.pkl")]) == 0
+    out = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["2016", "3"] in out and ["2017", "5"] in out and ["total", "8"] in out
+    assert ["2017", "9", "3", "2", "3", "4"] in out and ["total", "9"] in out  # 9 uids, 3 classes, min / median / max

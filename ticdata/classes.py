@@ -48,6 +48,12 @@ class Vocabulary:
                 "synonyms": sum(len(s) for s in self.synonyms), "templates": len(self.templates)}
 
 
+def class_text(vocab: Vocabulary, label: int) -> str:
+    """A class's text for the caption filter: its name, then its other synonyms (LAIONet compares a
+    caption with its synset's lemmas)."""
+    return ", ".join(dict.fromkeys((vocab.names[label], *vocab.synonyms[label])))
+
+
 def _normalise_phrase(text: str) -> str:
     import re
 

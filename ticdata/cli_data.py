@@ -61,6 +61,14 @@ def cmd_uids_export(args) -> int:
     return 0
 
 
+def cmd_uids_sizes(args) -> int:
+    from ticdata.tic_pickles import format_official_sizes, official_sizes
+
+    for path in args.pickles:
+        print(format_official_sizes(Path(path), official_sizes(Path(path))))
+    return 0
+
+
 def cmd_uids_import(args) -> int:
     from ticdata.manifest import format_bucket_table
     from ticdata.uidsplits import format_import_table, import_uids
@@ -145,6 +153,7 @@ def cmd_evalsets(args) -> int:
         distance=args.phash_distance, min_words=args.min_words, max_words=args.max_words,
         tic_retrieval=Path(args.tic_retrieval) if args.tic_retrieval else None,
         tic_datacompnet=Path(args.tic_datacompnet) if args.tic_datacompnet else None,
+        caption_model=args.caption_model, caption_pretrained=args.caption_pretrained, caption_threshold=args.caption_threshold,
         samples_per_shard=args.samples_per_shard, train_shards=not args.no_train_shards, overwrite=args.overwrite,
         progress=not args.quiet,
     )
@@ -152,8 +161,19 @@ def cmd_evalsets(args) -> int:
 
     with manifest_guard(args.dir):
         make_job(config)  # checks the folder and refuses what it may not replace before Ray starts
+        scorer_factory = None
+        if config.caption_model is not None:  # loaded before anything changes: bad weights are refused first
+            try:
+                from tic_train.caption_scorer import CaptionScorer
+            except ImportError as e:
+                raise UserError(f"--caption-model needs torch and open_clip ({e.name} is missing): pip install 'tic[train]'") from None
+            scorer = CaptionScorer(config.caption_model, config.caption_pretrained, args.cache_dir)
+
+            def scorer_factory():
+                return scorer
+
         with executor(args) as ex:
-            doc = build_evalsets(config, ex)
+            doc = build_evalsets(config, ex, scorer_factory)
     print(format_evalsets_table(doc))
     print(f"eval sets: {Path(args.dir).resolve() / 'eval'}")
     if config.train_shards:
@@ -240,6 +260,13 @@ def add_uids(sub, common) -> None:
     ui.add_argument("--out", required=True, help="new curated folder")
     ui.add_argument("--overwrite", action="store_true", help="replace a manifest in OUT")
     ui.set_defaults(func=cmd_uids_import)
+    us = up_sub.add_parser("sizes", parents=[common], help="per-year sizes of TiC's official eval uid maps (.pkl)",
+                           description="Print, per year, how many uids an official TiC eval map lists "
+                           "(tic-datacomp_retrieval_evals_year2uids.pkl) and, for tic-datacompnet_year2uids.pkl, over how "
+                           "many classes with the smallest / median / largest class: the paper's eval-set sizes. The "
+                           "pickles are read without running anything they contain.")
+    us.add_argument("pickles", nargs="+", metavar="FILE.pkl")
+    us.set_defaults(func=cmd_uids_sizes)
 
 
 def add_download(sub, common) -> None:
@@ -324,6 +351,14 @@ def add_evalsets(sub, common) -> None:
     ep.add_argument("--max-words", type=positive, default=60, help="and at most this many (default 60)")
     ep.add_argument("--tic-retrieval", metavar="PKL", help="import TiC's tic-datacomp_retrieval_evals_year2uids.pkl instead of selecting retrieval sets")
     ep.add_argument("--tic-datacompnet", metavar="PKL", help="import TiC's tic-datacompnet_year2uids.pkl instead of selecting classification sets (needs --classes imagenet)")
+    ep.add_argument("--caption-model", metavar="ARCH", help="DataCompNet's caption filter (TiC-CLIP, after LAIONet): keep a "
+                    "class-naming caption only if this open_clip model's text embedding of it is close to its class's text "
+                    "(needs tic[train]; off by default, and meaningless on the synthetic world)")
+    ep.add_argument("--caption-pretrained", metavar="FILE|TAG", help="the filter model's weights: a local file or an "
+                    "open_clip tag already in the cache (nothing is downloaded)")
+    ep.add_argument("--caption-threshold", type=float, default=0.82, metavar="COS",
+                    help="lowest cosine similarity kept (default 0.82, LAIONet's cut for CLIP's text encoder)")
+    ep.add_argument("--cache-dir", metavar="DIR", help="open_clip / Hugging Face cache holding --caption-pretrained's weights")
     ep.add_argument("--samples-per-shard", type=positive, default=10_000, help="samples per eval and training tar (default 10,000)")
     ep.add_argument("--no-train-shards", action="store_true", help="do not reshard the training rows into DIR/train/shards")
     ep.add_argument("--overwrite", action="store_true", help="rebuild eval sets made with other parameters")

@@ -10,16 +10,22 @@ near-duplicates (pHash within the decontamination distance), so a retrieval quer
 Order: each candidate's rank is a 64-bit mix of its uid and the seed (splitmix64), so a selection
 depends only on (seed, uids, parameters), never on row order, file layout or worker count; the
 first N candidates in rank order are taken, one class's quota at a time for classification.
+
+Caption filter (TiC-CLIP's DataCompNet, after LAIONet): optionally a labelled caption must also be
+close to its class's text in a sentence embedding (`CaptionCheck`, e.g. a CLIP text tower); the
+check is asked only about candidates in rank order, a window per class widened until the class's
+quota is met or its captions run out, so its cost follows the set sizes, not the bucket.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import polars as pl
 
-from ticdata.classes import Vocabulary, match_captions
+from ticdata.classes import Vocabulary, class_text, match_captions
 from ticdata.mix import splitmix64 as _splitmix
 from ticdata.phash import informative, near_pairs
 
@@ -27,6 +33,8 @@ RETRIEVAL, CLASSIFICATION, TRAIN, EXCLUDED = "retrieval", "classification", "tra
 _URL_OR_FILE = r"(?i)(https?://|www\.|\.(jpe?g|png|gif|webp|bmp|tiff?)\b|\bimg_\d|\bdsc_?\d)"
 _WORD = r"\p{L}{2,}"
 CANDIDATE_FACTOR = 4  # near-duplicate checks look at this many times the quota of candidates
+# (captions, label per caption) -> keep mask: the caption is close enough to its class's text
+CaptionCheck = Callable[[list[str], np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -90,11 +98,45 @@ def _greedy(cands: pl.DataFrame, quota: dict, taken_phash: np.ndarray, distance:
     return picked, skipped
 
 
-def select_bucket(rows: pl.DataFrame, params: SelectParams, vocab: Vocabulary) -> tuple[pl.DataFrame, dict]:
+def caption_check(scorer: Callable[[list[str], list[str]], np.ndarray], vocab: Vocabulary, threshold: float) -> CaptionCheck:
+    """The filter as select_bucket asks it: is each caption at least `threshold` similar (cosine of
+    `scorer`'s embeddings) to its class's text (`classes.class_text`)?"""
+
+    def check(texts: list[str], labels: np.ndarray) -> np.ndarray:
+        return np.asarray(scorer(texts, [class_text(vocab, int(i)) for i in labels])) >= threshold
+
+    return check
+
+
+def _caption_checked(labelled: pl.DataFrame, need: int, check: CaptionCheck) -> tuple[pl.DataFrame, int]:
+    """The labelled rows (rank order) that pass `check`, asking it only about the first `need` of a
+    class, then twice as many for classes still short, until each class has `need` or runs out."""
+    df = labelled.with_columns(_n=pl.int_range(pl.len()).over("label"))
+    kept: list[pl.DataFrame] = []
+    dropped, lo, hi = 0, 0, max(need, 1)
+    open_classes = df["label"].unique()
+    while open_classes.len():
+        batch = df.filter((pl.col("_n") >= lo) & (pl.col("_n") < hi) & pl.col("label").is_in(open_classes.implode()))
+        if batch.height == 0:
+            break
+        keep = np.asarray(check(batch["text"].fill_null("").to_list(), batch["label"].to_numpy()), dtype=bool)
+        kept.append(batch.filter(pl.Series(keep)))
+        dropped += int((~keep).sum())
+        have = pl.concat(kept).group_by("label").len()
+        full = have.filter(pl.col("len") >= need)["label"]
+        more = df.filter(pl.col("_n") >= hi)["label"].unique()
+        open_classes = more.filter(~more.is_in(full.implode()))
+        lo, hi = hi, hi * 2
+    out = pl.concat(kept).drop("_n").sort("_rank") if kept else labelled.clear()
+    return out, dropped
+
+
+def select_bucket(rows: pl.DataFrame, params: SelectParams, vocab: Vocabulary,
+                  caption_check: CaptionCheck | None = None) -> tuple[pl.DataFrame, dict]:
     """The held-out rows of one bucket: (uid, split, label) and counts of why rows were passed over.
 
     `rows`: uid, text, sha256, phash (UInt64) for every downloaded image of the bucket, plus the
-    vocabulary's label column when it has one."""
+    vocabulary's label column when it has one. `caption_check`: the DataCompNet caption filter."""
     counts: dict = {"images": rows.height}
     df = rows.with_columns(
         _rank=pl.Series(rank_of(rows["uid"], params.seed), dtype=pl.UInt64),
@@ -126,6 +168,9 @@ def select_bucket(rows: pl.DataFrame, params: SelectParams, vocab: Vocabulary) -
         rest = match_captions(rest, vocab)
     counts["class_match"] = dict(sorted(rest.group_by("class_match").len().iter_rows()))
     labelled = rest.filter(pl.col("label").is_not_null()).sort("_rank")  # joins need not keep order
+    if caption_check is not None and params.per_class:
+        labelled, dropped = _caption_checked(labelled, params.per_class * CANDIDATE_FACTOR, caption_check)
+        counts["caption_not_similar"] = dropped
     cands = (labelled.with_columns(_n=pl.int_range(pl.len()).over("label"))
              .filter(pl.col("_n") < params.per_class * CANDIDATE_FACTOR).sort("_rank")
              .with_columns(group=pl.col("label")))

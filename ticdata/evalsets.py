@@ -38,7 +38,7 @@ import polars as pl
 from ticdata.benchmarks import benchmark_from_manifest, bucket_names
 from ticdata.classes import COLUMN_PREFIX, Vocabulary, load_vocabulary, resolve_spec
 from ticdata.errors import UserError
-from ticdata.evalselect import CLASSIFICATION, EXCLUDED, RETRIEVAL, TRAIN, SelectParams, select_bucket
+from ticdata.evalselect import CLASSIFICATION, EXCLUDED, RETRIEVAL, TRAIN, SelectParams, caption_check, select_bucket
 from ticdata.executor import Task
 from ticdata.job import Job
 from ticdata.layout import EVAL_DIR, TRAIN_DIR, CuratedFolder
@@ -66,6 +66,9 @@ class EvalConfig:
     max_words: int = 60
     tic_retrieval: Path | None = None
     tic_datacompnet: Path | None = None
+    caption_model: str | None = None  # DataCompNet caption filter: an open_clip text tower (tic_train.caption_scorer)
+    caption_pretrained: str | None = None
+    caption_threshold: float = 0.82  # LAIONet's cut for CLIP text embeddings
     samples_per_shard: int = 10_000
     train_shards: bool = True
     overwrite: bool = False
@@ -83,6 +86,10 @@ class EvalConfig:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be 0 or more")
         if self.samples_per_shard < 1:
             raise UserError(f"--samples-per-shard {self.samples_per_shard}: must be positive")
+        if (self.caption_model is None) != (self.caption_pretrained is None):
+            raise UserError("--caption-model and --caption-pretrained go together (the filter needs trained weights)")
+        if not -1.0 <= self.caption_threshold <= 1.0:
+            raise UserError(f"--caption-threshold {self.caption_threshold}: a cosine similarity, choose -1..1 (default 0.82)")
         for p in (self.tic_retrieval, self.tic_datacompnet):
             if p is not None and not Path(p).is_file():
                 raise UserError(f"{p}: no such file")
@@ -106,6 +113,8 @@ def _plan_doc(config: EvalConfig, vocab_spec: str, retrieval: int, per_class: in
         "phash_distance": config.distance, "min_words": config.min_words, "max_words": config.max_words,
         "tic_retrieval": digest(config.tic_retrieval), "tic_datacompnet": digest(config.tic_datacompnet),
         "samples_per_shard": config.samples_per_shard, "train_shards": config.train_shards,
+        "caption_filter": None if config.caption_model is None else {
+            "model": config.caption_model, "pretrained": config.caption_pretrained, "threshold": config.caption_threshold},
         "tars": [[b, p.name, p.stat().st_size] for b, p in tars],
     }
 
@@ -117,11 +126,17 @@ def _load_rows(dir: Path, hashes: pl.DataFrame, label_column: str | None) -> pl.
 
 
 def _select(config: EvalConfig, dir: Path, state: Path, hashes: pl.DataFrame, vocab: Vocabulary,
-            buckets: list[str], retrieval: int, per_class: int, bench, share: float | None = None) -> tuple[pl.DataFrame, dict]:
+            buckets: list[str], retrieval: int, per_class: int, bench, share: float | None = None,
+            scorer_factory=None) -> tuple[pl.DataFrame, dict]:
     path = state / "selection.parquet"
     info_path = state / "selection.json"
     if path.exists() and info_path.exists():
         return pl.read_parquet(path), read_json(info_path)
+    check = None
+    if config.caption_model is not None:
+        if scorer_factory is None:
+            raise UserError("--caption-model: the caption filter needs the trainer's text encoder; run it through `tic evalsets`")
+        check = caption_check(scorer_factory(), vocab, config.caption_threshold)
     rows = _load_rows(dir, hashes, vocab.column)
     imported, info = official_picks(config, vocab, rows, bench, buckets)
     params = SelectParams(
@@ -138,7 +153,7 @@ def _select(config: EvalConfig, dir: Path, state: Path, hashes: pl.DataFrame, vo
     for b in buckets:
         br = rows.filter((pl.col("bucket") == b) & pl.col("phash").is_not_null() & ~pl.col("uid").is_in(imported["uid"].implode()))
         size = params.retrieval if share is None or config.tic_retrieval else round(share * br.height)
-        sel, counts = select_bucket(br, replace(params, retrieval=size), vocab)
+        sel, counts = select_bucket(br, replace(params, retrieval=size), vocab, check)
         picks.append(sel.with_columns(bucket=pl.lit(b)))
         per_bucket[b] = counts
         log.info("%s: %d retrieval, %d classification (%d classes) from %d images", b, counts[RETRIEVAL],
@@ -177,6 +192,9 @@ def make_job(config: EvalConfig) -> tuple[Job, dict]:
         raise UserError(f"{folder.root}/shards: no tars; run `tic download {folder.root}` (or `tic reshard ... --out {folder.root}`) first")
     schema = scan_manifest(folder.root).collect_schema()
     vocab_spec = resolve_spec(config.classes, list(schema))
+    if config.caption_model is not None and vocab_spec.startswith(COLUMN_PREFIX):
+        raise UserError(f"--caption-model: the classes come from the manifest column {vocab_spec[len(COLUMN_PREFIX):]!r}, "
+                        "not from captions, so there is nothing to filter; drop the flag or pass --classes imagenet|FILE")
     bench_eval = doc["benchmark"].get("eval", {}) if "benchmark" in doc else {}
     retrieval = config.retrieval if config.retrieval is not None else int(bench_eval.get("retrieval_per_step", 1000))
     per_class = config.per_class if config.per_class is not None else int(bench_eval.get("classification_per_class", 50))
@@ -197,8 +215,9 @@ def make_job(config: EvalConfig) -> tuple[Job, dict]:
     return job.check(), facts
 
 
-def build_evalsets(config: EvalConfig, executor) -> dict:
-    """Run every stage; returns the evalsets.json document."""
+def build_evalsets(config: EvalConfig, executor, scorer_factory=None) -> dict:
+    """Run every stage; returns the evalsets.json document. `scorer_factory` builds the caption
+    filter's text scorer ((texts, class texts) -> cosine similarities) when the selection runs."""
     started = time.monotonic()
     job, facts = make_job(config)
     folder = CuratedFolder(job.out)
@@ -227,7 +246,7 @@ def build_evalsets(config: EvalConfig, executor) -> dict:
         vocab_values = scan_manifest(dir).select(pl.col(col).cast(pl.String).unique()).collect()[col].to_list()
     vocab = load_vocabulary(vocab_spec, vocab_values)
     sel, sel_info = _select(config, dir, state, hashes, vocab, buckets, facts["retrieval"], facts["per_class"],
-                            benchmark_from_manifest(doc, folder.manifest_json), facts["share"])
+                            benchmark_from_manifest(doc, folder.manifest_json), facts["share"], scorer_factory)
 
     # 3. decontaminate
     ev = sel.join(hashes.select("uid", "sha256", "phash", "tar"), on="uid", how="inner").join(
@@ -361,6 +380,10 @@ def format_evalsets_table(doc: dict) -> str:
     voc = doc["vocabulary"]
     lines.append(f"classes: {voc['source']} ({voc['classes']} classes); pHash distance <= {doc['parameters']['distance']}; "
                  f"seed {doc['parameters']['seed']}")
+    cf = doc.get("plan", {}).get("caption_filter")
+    if cf:
+        dropped = sum(c.get("caption_not_similar", 0) for c in doc.get("candidates", {}).values())
+        lines.append(f"caption filter: {cf['model']} text similarity >= {cf['threshold']}: {dropped:,} class-naming captions passed over")
     if doc.get("excluded_not_downloaded"):
         lines.append(f"excluded rows without an image: {doc['excluded_not_downloaded']}")
     return "\n".join(lines)

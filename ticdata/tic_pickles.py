@@ -93,3 +93,30 @@ def load_datacompnet(path: Path) -> dict[int, dict[str, list[str]]]:
                 raise UserError(f"{path}: year {k!r} has a class key {wnid!r}; expected a WordNet id such as 'n01440764'")
             out[year][wnid] = _uids(uids, path, f"year {k!r}, class {wnid}")
     return out
+
+
+def official_sizes(path: Path) -> dict:
+    """Per year, how many uids an official eval map lists (and, for DataCompNet, over how many
+    classes, with the smallest, median and largest class): the check of tic's default set sizes."""
+    obj = safe_load(path)
+    nested = isinstance(obj, dict) and any(isinstance(v, dict) for v in obj.values())
+    if not nested:
+        return {"kind": "retrieval", "years": {y: {"uids": len(u)} for y, u in sorted(load_retrieval(path).items())}}
+    years = {}
+    for y, per in sorted(load_datacompnet(path).items()):
+        sizes = sorted(len(u) for u in per.values()) or [0]
+        years[y] = {"uids": sum(sizes), "classes": len(per), "per_class_min": sizes[0],
+                    "per_class_median": sizes[len(sizes) // 2], "per_class_max": sizes[-1]}
+    return {"kind": "datacompnet", "years": years}
+
+
+def format_official_sizes(path: Path, doc: dict) -> str:
+    if doc["kind"] == "retrieval":
+        lines = [f"{path}: retrieval pairs per year", f"{'year':<6} {'uids':>10}"]
+        lines += [f"{y:<6} {v['uids']:>10,}" for y, v in doc["years"].items()]
+    else:
+        lines = [f"{path}: DataCompNet images per year", f"{'year':<6} {'uids':>10} {'classes':>8} {'min':>6} {'median':>7} {'max':>6}"]
+        lines += [f"{y:<6} {v['uids']:>10,} {v['classes']:>8,} {v['per_class_min']:>6,} {v['per_class_median']:>7,} "
+                  f"{v['per_class_max']:>6,}" for y, v in doc["years"].items()]
+    total = sum(v["uids"] for v in doc["years"].values())
+    return "\n".join(lines + [f"{'total':<6} {total:>10,}"])

@@ -32,7 +32,7 @@ def frozen_method(label: str) -> str:
     return f"{FROZEN}-{re.sub(r'[^A-Za-z0-9._=+-]', '-', label).strip('-')[:80] or 'model'}"
 
 
-def resolve_pretrained(arch: str, pretrained: str, cache_dir: str | None = None) -> Path:
+def resolve_pretrained(arch: str, pretrained: str, cache_dir: str | None = None, flag: str = "--pretrained") -> Path:
     """A local weights file for (arch, pretrained): the path itself, or the cached download of an
     open_clip pretrained tag. Never a download: an uncached tag is a UserError saying what to do."""
     import open_clip
@@ -41,7 +41,7 @@ def resolve_pretrained(arch: str, pretrained: str, cache_dir: str | None = None)
         return Path(pretrained)
     cfg = open_clip.get_pretrained_cfg(arch, pretrained)
     if not cfg:
-        raise UserError(f"--pretrained {pretrained!r}: neither a file nor an open_clip tag of {arch} "
+        raise UserError(f"{flag} {pretrained!r}: neither a file nor an open_clip tag of {arch} "
                         f"({', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'it has none'})")
     hub = cfg.get("hf_hub", "")
     if hub:
@@ -57,7 +57,7 @@ def resolve_pretrained(arch: str, pretrained: str, cache_dir: str | None = None)
         local = Path(cache_dir or os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
         if local.is_file():
             return local
-    raise UserError(f"--pretrained {pretrained!r}: the weights of {arch} {pretrained} are not in the local cache and tic "
+    raise UserError(f"{flag} {pretrained!r}: the weights of {arch} {pretrained} are not in the local cache and tic "
                     "downloads nothing at run time; fetch them once (open_clip.create_model_and_transforms("
                     f"{arch!r}, pretrained={pretrained!r})) or pass a local file")
 
