@@ -17,6 +17,10 @@ OUT="${TIC_DEMO_OUT:-$ROOT/out/demo}"
 ROWS="${TIC_DEMO_ROWS:-200000}"
 PORT="${TIC_DEMO_PORT:-8765}"
 PAIRS="${TIC_DEMO_PAIRS:-3300}"
+TIMES=()
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+T0=$SECONDS
+lap() { TIMES+=("$1 $((SECONDS - T0)) s"); T0=$SECONDS; }
 
 echo "== 1. synthetic pool ($ROWS rows) -> $OUT/pool"
 if [ -f "$OUT/pool/_synth.json" ] && python -c "import json,sys; sys.exit(json.load(open('$OUT/pool/_synth.json'))['rows'] != $ROWS)"; then
@@ -25,8 +29,12 @@ else
     tic synth pool --rows "$ROWS" --out "$OUT/pool" --overwrite
 fi
 
+lap "1. synthetic pool"
+
 echo "== 2. curate into TiC-DataComp buckets -> $OUT/curated"
 tic curate "$OUT/pool" --out "$OUT/curated" --benchmark tic-datacomp --overwrite
+
+lap "2. curate"
 
 echo "== 3. planted vs found"
 python - "$OUT" <<'PY'
@@ -44,8 +52,18 @@ print("ledger matches the planted counts" if ok else "MISMATCH between planted a
 sys.exit(0 if ok else 1)
 PY
 
+lap "3. ledger check"
+
 echo "== 4. uid lists per bucket (DataComp format) -> $OUT/uids"
 tic uids export "$OUT/curated" --out "$OUT/uids"
 
+lap "4. uids export"
+
 echo "== 5. the main job: synthetic drifting world -> serve -> curate -> download -> eval sets -> train -> eval -> report"
 tic demo --out "$OUT" --port "$PORT" --pairs-per-step "$PAIRS" --methods "${TIC_DEMO_METHODS:-sequential,cumulative-all,oracle}"
+lap "5. tic demo"
+
+echo
+echo "== stage times (this machine: $(nproc) cores; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'))"
+for t in "${TIMES[@]}"; do echo "   $t"; done
+echo "   total $SECONDS s (tic demo's own stages are listed above it, under 'stage times (s)')"

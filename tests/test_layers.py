@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "ticdata.uidlists": 2,
     "ticdata.tic_pickles": 2,
     "ticdata.htmlreport": 2,
+    "ticdata.progress": 2,
     # 3 pure steps over rows
     "ticdata.sources": 3,
     "ticdata.recover": 3,

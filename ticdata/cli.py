@@ -24,8 +24,10 @@ log = logging.getLogger("ticdata")
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="tic",
-        description="Time-continual CLIP toolkit: recover when each image-text pair first appeared, "
-        "split pools into time buckets, and (in later verbs) fetch, train and evaluate.",
+        description="Time-continual CLIP toolkit: recover when each image-text pair first appeared, split pools "
+        "into time buckets, fetch their images, hold out eval sets, train the continual baselines and score them. "
+        "The pipeline: curate -> download (or reshard) -> evalsets -> train -> eval -> report; `tic demo` runs it "
+        "all on a synthetic world.",
     )
     parser.add_argument("--version", action="version", version=f"tic {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")

@@ -102,8 +102,9 @@ def cmd_download(args) -> int:
         user_agent_token=args.user_agent_token,
         progress=not args.quiet,
     )
-    from ticdata.manifest import manifest_guard
+    from ticdata.manifest import load_manifest_json, manifest_guard
 
+    load_manifest_json(config.dir)  # a folder that is not a curation is refused before Ray starts
     with manifest_guard(args.dir), executor(args) as ex:
         summary = download(config, ex)
     print(format_summary(summary))

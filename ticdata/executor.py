@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tqdm import tqdm
+from ticdata.progress import progress as progress_lines
 
 from ticdata.errors import UserError
 from ticdata.storage import read_json, write_json_atomic
@@ -205,7 +205,7 @@ def run_stage(executor, stage: str, tasks: list[Task], completions: Path, progre
     if len(results):
         log.info("%s: %d of %d tasks already complete", stage, len(results), len(tasks))
     start = time.monotonic()
-    bar = tqdm(total=len(tasks), initial=len(results), desc=stage, unit="task", disable=not progress or None, file=sys.stderr, leave=False)
+    bar = progress_lines(len(tasks), initial=len(results), desc=stage, unit="task", enabled=progress, final=False)
     with bar:
         for task, stats in executor.run(todo):
             write_json_atomic(completions / f"{task.key}.json", stats)
