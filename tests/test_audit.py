@@ -5,7 +5,7 @@ wrong-bucket interval holds the planted share, and --fix moves exactly the rows 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import polars as pl
@@ -111,6 +111,30 @@ def test_the_planted_share_lies_in_the_interval(planted, tmp_path, ray_local):
     for png in ("rows-by-month.png", "agreement.png", "lag.png"):
         assert (tmp_path / "a" / png).stat().st_size > 5000 and png in text
     assert "late.example.com" in text
+
+
+def test_signals_read_typed_and_older_string_dates_alike():
+    """Downloads store Last-Modified and EXIF DateTimeOriginal as timestamp[us, UTC]; folders downloaded
+    before hold the raw strings. The audit's signals are the same from either."""
+    from ticdata.audit_signals import with_signals
+
+    ts = pl.Series(["2020-03-01T00:00:00"] * 4).str.to_datetime(time_zone="UTC")
+    lm = ["Tue, 05 Aug 2014 07:52:34 GMT", "Sunday, 06-Nov-19 08:49:37 GMT", "not a date", None]
+    ex = ["2019:07:12 10:11:12", "0000:00:00 00:00:00", "2019-07-12T10:11:12", None]
+    old = pl.DataFrame({"uid": list("abcd"), "url": ["https://x.example.com/a.jpg"] * 4, "ts": ts, "last_modified": lm,
+                        "exif_datetime_original": ex})
+    want_lm = [(2014, 8, 5, 7, 52, 34), (2019, 11, 6, 8, 49, 37), None, None]
+    want_ex = [(2019, 7, 12, 10, 11, 12), None, (2019, 7, 12, 10, 11, 12), None]
+    typed = old.with_columns(
+        last_modified=pl.Series([None if w is None else datetime(*w, tzinfo=timezone.utc) for w in want_lm], dtype=pl.Datetime("us", "UTC")),
+        exif_datetime_original=pl.Series([None if w is None else datetime(*w, tzinfo=timezone.utc) for w in want_ex],
+                                         dtype=pl.Datetime("us", "UTC")))
+    cols = ["sig_exif", "sig_last_modified", "sig_earliest"]
+    a = with_signals(old.lazy(), old.columns, None).select(cols).collect()
+    b = with_signals(typed.lazy(), typed.columns, None).select(cols).collect()
+    assert a.equals(b) and a.schema["sig_exif"] == pl.Datetime("us", "UTC")
+    assert a["sig_last_modified"].to_list() == typed["last_modified"].to_list()
+    assert a["sig_exif"].to_list() == typed["exif_datetime_original"].to_list()
 
 
 def test_wilson_interval():

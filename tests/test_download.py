@@ -13,7 +13,7 @@ import pytest
 
 from ticdata.layout import state_dir
 from ticdata.curate import CurateConfig, curate
-from ticdata.download import DownloadConfig, bucket_shards, download, wds_urls
+from ticdata.download import DownloadConfig, bucket_shards, download, format_summary, wds_urls
 from ticdata.executor import InlineExecutor, RayExecutor
 from ticdata.fetch import FetchPolicy
 from ticdata.manifest import scan_manifest
@@ -100,8 +100,11 @@ def test_every_row_gets_a_status_and_shards_hold_the_successes(tmp_path, server)
     year, concept, inst = int(parts[2]), int(parts[3].lstrip("c")), int(parts[4][:-4])
     assert first["sha256"] == hashlib.sha256(render(0, year, concept, inst)).hexdigest()
     assert ok["last_modified"].null_count() == 0
+    assert man.schema["last_modified"] == man.schema["exif_datetime_original"] == man.schema["ts"] == pl.Datetime("us", "UTC")
     assert normal.filter(pl.col("exif_datetime_original").is_not_null()).height > 0
-    assert normal["exif_datetime_original"].drop_nulls().str.starts_with(normal["year"].cast(pl.String).drop_nulls()[0]).any()
+    dated = normal.filter(pl.col("exif_datetime_original").is_not_null())
+    assert (dated["exif_datetime_original"].dt.year() == dated["year"]).any()
+    assert (ok["last_modified"].dt.year() <= ok["year"]).all()  # the world's capture time, before the crawl
     # the shards hold exactly the successes, keyed by uid, with .jpg/.txt/.json
     for bucket in ("2017", "2019"):
         sizes = json.loads((out / "shards" / bucket / "sizes.json").read_text())
@@ -119,6 +122,78 @@ def test_every_row_gets_a_status_and_shards_hold_the_successes(tmp_path, server)
             assert s["txt"].decode() == want.filter(pl.col("uid") == uid)["text"][0]
         assert summary[bucket]["statuses"]["success"] == len(seen)
     assert not (out / "shards" / "2017" / "_tmp").exists()
+    check_shard_files(out, {b: man.filter(pl.col("year") == int(b)).height for b in ("2017", "2019")})
+    # the summary: throughput of the round, failures by reason (each failure route: one row per year)
+    failed = man.filter(pl.col("status").is_in(["failed_to_download", "failed_to_resize", "refused"]))
+    assert summary.errors == {"HTTP 404": 2, "HTTP 500": 2, "timed out": 2, "incomplete read": 2, "refused: over the pixel cap": 2,
+                              "refused: unreadable image header": 2, "refused: X-Robots-Tag": 2}
+    assert sum(summary.errors.values()) == failed.height
+    last = summary.last_round
+    assert last["round"] == 1 and last["images"] == ok.filter(pl.col("year").is_in([2017, 2019])).height
+    assert last["rows"] == man.filter(pl.col("status") != "skipped").height and last["unparsed_dates"] == {}
+    assert last["bytes_downloaded"] > 0 and last["images_per_s"] > 0 and last["mb_per_s"] > 0
+    assert abs(last["images_per_s"] - last["images"] / last["seconds"]) < 0.01 * last["images_per_s"] + 0.01
+    doc = json.loads((out / "manifest.json").read_text())["download"]
+    assert doc["errors"] == summary.errors and doc["last_round"] == last and doc["top_errors"][0] == ["HTTP 404", 2]
+    assert {b: v["errors"] for b, v in doc["buckets"].items()} == {b: {r: 1 for r in summary.errors} for b in ("2017", "2019")}
+    text = format_summary(summary)
+    assert "images/s" in text and "MB/s" in text and "failures by reason (14 rows, 7 reasons)" in text and "HTTP 404" in text
+    # a folder downloaded before the dates were typed (strings) is upgraded in place by the next download
+    before = scan_manifest(out).select("uid", "last_modified", "exif_datetime_original").collect().sort("uid")
+    for part in (out / "manifest").rglob("*.parquet"):
+        df = pl.read_parquet(part)
+        df.with_columns(
+            last_modified=pl.col("last_modified").dt.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+            exif_datetime_original=pl.when(pl.col("uid") == first["uid"]).then(pl.lit("0000:00:00 00:00:00"))
+            .otherwise(pl.col("exif_datetime_original").dt.strftime("%Y:%m:%d %H:%M:%S")),
+        ).write_parquet(part)
+    again = download(config(out), InlineExecutor())
+    assert again.upgraded == {"exif_datetime_original": {"placeholder 0000:00:00": 1}}
+    after = scan_manifest(out).select("uid", "last_modified", "exif_datetime_original").collect().sort("uid")
+    assert after.schema == before.schema
+    assert after.filter(pl.col("uid") != first["uid"]).equals(before.filter(pl.col("uid") != first["uid"]))
+    assert after.filter(pl.col("uid") == first["uid"])["exif_datetime_original"].to_list() == [None]
+    assert json.loads((out / "manifest.json").read_text())["download"]["upgraded_dates"] == again.upgraded
+
+
+def check_shard_files(out, inputs: dict[str, int]):
+    """img2dataset's files beside every shard, counted independently: NNNNNNNN_stats.json and
+    NNNNNNNN.parquet agree with the tar (read with tarfile) and with the manifest; the shards' input
+    rows add up to `inputs` per bucket (the rows each round fetched)."""
+    man = scan_manifest(out).collect()
+    latest = {}  # uid -> status in the newest shard that lists it (a later round retries a failure)
+    for bucket, expected_rows in inputs.items():
+        folder = out / "shards" / bucket
+        stems = sorted({p.name.split(".")[0].removesuffix("_stats") for p in folder.iterdir() if p.name != "sizes.json"})
+        assert stems and all(s.isdigit() and len(s) == 8 for s in stems), stems
+        sizes = json.loads((folder / "sizes.json").read_text())
+        total = 0
+        for stem in stems:
+            stats = json.loads((folder / f"{stem}_stats.json").read_text())
+            shard = pl.read_parquet(folder / f"{stem}.parquet")
+            tar = folder / f"{stem}.tar"
+            keys = set(read_tar(tar)) if tar.exists() else set()
+            assert sizes.get(f"{stem}.tar", 0) == len(keys)
+            ok = shard.filter(pl.col("status") == "success")
+            assert set(ok["uid"]) == set(ok["key"]) == keys and ok.height == len(keys)
+            assert stats["successes"] == len(keys) and stats["bytes_written"] == (tar.stat().st_size if keys else 0)
+            assert stats["count"] == shard.height == stats["successes"] + stats["failed_to_download"] + stats["failed_to_resize"]
+            assert stats["statuses"] == {s: n for s, n in shard.group_by("status").len().iter_rows()}
+            assert stats["refused"] == stats["statuses"].get("refused", 0)
+            assert sum(stats["errors"].values()) == shard.height - ok.height
+            assert stats["duration"] >= 0 and stats["end_time"] >= stats["start_time"] and stats["bucket"] == bucket
+            for col in ("ts", "last_modified", "exif_datetime_original"):
+                assert shard.schema[col] == pl.Datetime("us", "UTC")
+            assert set(shard["uid"]) <= set(man.filter(pl.col("year") == int(bucket))["uid"])
+            assert set(man.filter(pl.col("shard") == f"{bucket}/{stem}.tar")["uid"]) == keys
+            mine = shard.join(man.select("uid", m_ts="ts", m_sha="sha256"), on="uid")
+            assert (mine["ts"] == mine["m_ts"]).all()
+            assert (mine.filter(pl.col("status") == "success").select((pl.col("sha256") == pl.col("m_sha")).all())).item()
+            latest.update(dict(zip(shard["uid"], shard["status"])))
+            total += stats["count"]
+        assert total == expected_rows, (bucket, total, expected_rows)
+    status = dict(zip(man["uid"], man["status"]))
+    assert all(status[u] == s for u, s in latest.items())
 
 
 @pytest.mark.slow
@@ -130,6 +205,9 @@ def test_rerun_retries_only_the_failures(tmp_path, server):
     requested_before = sum(server.counts.values())
     download(config(out, timeout=5.0), InlineExecutor())  # the slow route now answers in time
     after = scan_manifest(out).collect()
+    retried = before.filter(~pl.col("status").is_in(["success", "skipped"]))
+    check_shard_files(out, {b: before.filter(pl.col("year") == int(b)).height + retried.filter(pl.col("year") == int(b)).height
+                            for b in ("2017", "2019")})
     newly = sum(server.counts.values()) - requested_before
     failed = before.filter(~pl.col("status").is_in(["success", "skipped"]))
     assert newly >= failed.height and newly <= failed.height + 2  # one request per retried row (+ redirect hops)

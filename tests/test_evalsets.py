@@ -51,8 +51,9 @@ def _row(url, text, year, concept, uid=None):
     return {"uid": uid or uid_of(url, text), "url": url, "text": text, "source": SNAP[year], "concept": world(0).concepts[concept].name}
 
 
-def _pool(base: str, plant: bool) -> list[dict]:
+def _pool(base: str, plant: bool, failing: int = 0) -> list[dict]:
     rows = [_row(image_url(base, 0, y, c, i), caption(0, y, c, i), y, c) for y in SNAP for c in CONCEPTS for i in INSTANCES]
+    rows += [_row(image_url(base, 0, y, 0, 900 + i, kind="404"), f"a picture that is gone {y} {i}", y, 0) for y in SNAP for i in range(failing)]
     if plant:
         for y, c, i in PLANTED:
             url = image_url(base, 0, y, c, i)
@@ -62,9 +63,9 @@ def _pool(base: str, plant: bool) -> list[dict]:
     return rows
 
 
-def _downloaded(tmp_path, server, plant=False):
+def _downloaded(tmp_path, server, plant=False, failing=0):
     pool = tmp_path / "pool.parquet"
-    pl.DataFrame(_pool(server.url, plant)).write_parquet(pool)
+    pl.DataFrame(_pool(server.url, plant, failing)).write_parquet(pool)
     out = tmp_path / "cur"
     curate(CurateConfig(inputs=(str(pool),), out=out, progress=False), InlineExecutor())
     download(DownloadConfig(dir=out, image_size=64, samples_per_shard=50, threads=8, timeout=3.0, progress=False,
@@ -88,7 +89,7 @@ def _eval_uids(out):
 
 
 def test_held_out_rows_never_reach_training(tmp_path, server, ray_local):
-    out = _downloaded(tmp_path, server)
+    out = _downloaded(tmp_path, server, failing=3)
     with RayExecutor() as ex:
         doc = build_evalsets(EvalConfig(dir=out, retrieval=10, per_class=3, samples_per_shard=16, progress=False), ex)
     assert doc["vocabulary"]["source"] == "column:concept"
@@ -98,7 +99,12 @@ def test_held_out_rows_never_reach_training(tmp_path, server, ray_local):
         led = v["ledger"]
         assert led["train_in"] == led["train_out"] + led["held_out"] + led["excluded"] == v["images"]
     man = scan_manifest(out).collect()
-    assert set(man["split"]) <= {"train", "retrieval", "classification", "excluded"}
+    assert set(man["split"]) <= {"train", "retrieval", "classification", "excluded", "not_downloaded"}
+    # rows without an image have their own split (here: the 404s), so split == "train" is exactly the trainable rows
+    gone = man.filter(pl.col("status") != "success")
+    assert gone.height == 6 and set(gone["split"]) == {"not_downloaded"}
+    assert doc["manifest_splits"]["not_downloaded"] == 6
+    assert man.filter(pl.col("split") == "not_downloaded").height == 6
     evals = _eval_uids(out)
     assert len(evals) == sum(v["retrieval"] + v["classification"] for v in doc["buckets"].values())
     # the eval sets' tars hold exactly the held-out rows; classification rows carry their concept's label
@@ -116,6 +122,7 @@ def test_held_out_rows_never_reach_training(tmp_path, server, ray_local):
     tp = np.array([p for _, p in train.values()], dtype=np.uint64)
     assert np.bitwise_count(tp[:, None] ^ ep[None, :]).min() > 4
     assert set(train) == set(man.filter((pl.col("split") == "train") & (pl.col("status") == "success"))["uid"])
+    assert set(train) == set(man.filter(pl.col("split") == "train")["uid"])
     # nor in any training selection made from the manifest
     sel = selection_from_manifest(out, "train")
     assert not ({f"{h:016x}{l:016x}" for h, l in zip(sel.hi, sel.lo)} & evals)
@@ -159,20 +166,24 @@ def test_copies_of_imported_tic_eval_images_are_removed_from_training(tmp_path, 
                                     progress=False), InlineExecutor())
     assert doc["imports"]["tic_retrieval"]["found"] == 3 and doc["imports"]["tic_datacompnet"]["found"] == 2
     man = scan_manifest(out).collect()
+    assert man.schema["excluded_by"] == pl.String and man.schema["excluded_distance"] == pl.Int32
     split = dict(zip(man["uid"], man["split"]))
     assert [split[u] for u in ret_uids] == ["retrieval"] * 3 and [split[u] for u in dcn] == ["classification"] * 2
     cls = pl.read_parquet(out / "eval" / "2019" / "classification" / "samples.parquet")
     assert set(cls["class"]) == {"snail"}
     by_text = {t: r for t, r in zip(man["text"], man.iter_rows(named=True))}
+    images = _tar_images(out / "shards")
     for (y, c, i), src in zip(PLANTED, ret_uids):
         same = by_text[f"the same picture, reposted {c} {i}"]
         near = by_text[f"a larger copy {c} {i}"]
         pair = man.filter((pl.col("uid") == hashlib.md5(image_url(server.url, 0, y, c, i).encode()).hexdigest())).row(0, named=True)
-        assert (same["split"], same["exclude_reason"], same["excluded_by"]) == ("excluded", "same_image", src)
+        assert (same["split"], same["exclude_reason"], same["excluded_by"], same["excluded_distance"]) == ("excluded", "same_image", src, None)
         assert (near["split"], near["exclude_reason"]) == ("excluded", "near_duplicate")
-        assert near["excluded_by"].split(":")[0] == src and int(near["excluded_by"].split(":")[1]) <= 4
+        assert near["excluded_by"] == src and 0 <= near["excluded_distance"] <= 4
+        # the distance is the pHash distance between the two stored images, counted here from the tars
+        assert near["excluded_distance"] == int(np.bitwise_count(np.uint64(images[near["uid"]][1]) ^ np.uint64(images[src][1])))
         assert near["sha256"] != same["sha256"]  # really re-encoded, not a byte copy
-        assert pair["split"] == "excluded" and pair["exclude_reason"] in ("same_image", "same_pair")
+        assert pair["split"] == "excluded" and pair["exclude_reason"] in ("same_image", "same_pair") and pair["excluded_distance"] is None
     train = _tar_images(out / "train" / "shards")
     assert not (set(train) & {r["uid"] for r in man.filter(pl.col("split") != "train").iter_rows(named=True)})
     counts = doc["buckets"]["2019"]["excluded"]
@@ -186,7 +197,8 @@ def test_same_pair_under_another_uid_is_flagged(tmp_path):
     pl.DataFrame({"uid": ["a" * 32, "b" * 32, "c" * 32], "url": ["http://x/1.jpg"] * 3, "text": ["a cat", "a cat", "a dog"]}).write_parquet(tmp_path / "m.parquet")
     flag_training(FlagSpec("pairs", str(tmp_path / "m.parquet"), str(tmp_path / "ev.parquet"), str(tmp_path / "f.parquet"), 4))
     f = pl.read_parquet(tmp_path / "f.parquet")
-    assert f.rows() == [("b" * 32, "same_pair", "a" * 32)]
+    assert f.rows() == [("b" * 32, "same_pair", "a" * 32, None)]
+    assert f.schema["excluded_distance"] == pl.Int32
 
 
 class _Boom:

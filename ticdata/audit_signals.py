@@ -4,6 +4,8 @@
 - url: a date in the URL's path (`ticdata.urldates`), the first day of its month when it has none;
 - exif: EXIF DateTimeOriginal collected at download (`exif_datetime_original`);
 - last_modified: the HTTP Last-Modified header collected at download (weak: servers reset it);
+  both are timestamp[us, UTC] columns since the download parses them; folders downloaded earlier
+  (and pools carrying them) hold strings, parsed here the same way (`ticdata.download_dates`);
 - snapshot: the start of the crawl that first saw the row (`first_snapshot`, CommonCrawl's index).
 
 "Trustworthy" evidence of an earlier existence is url and exif: a URL date is set when the page is
@@ -14,22 +16,12 @@ from __future__ import annotations
 
 import polars as pl
 
+from ticdata.download_dates import timestamp_column
 from ticdata.urldates import url_dates
 
 SIGNALS = ("recovered", "url", "exif", "last_modified", "snapshot")
 TRUSTED = ("url", "exif")
 MIN_PLAUSIBLE = "1995-01-01"
-
-
-def _exif(col: pl.Expr) -> pl.Expr:
-    # "2019:07:12 10:11:12" (EXIF) or ISO "2019-07-12T10:11:12"
-    norm = col.str.replace(r"^(\d{4}):(\d{2}):(\d{2})", "$1-$2-$3").str.replace(" ", "T", literal=True)
-    return norm.str.slice(0, 19).str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_zone="UTC")
-
-
-def _http_date(col: pl.Expr) -> pl.Expr:
-    # "Tue, 05 Aug 2014 07:52:34 GMT"
-    return col.str.slice(5, 20).str.to_datetime("%d %b %Y %H:%M:%S", strict=False).dt.replace_time_zone("UTC")
 
 
 def with_signals(lf: pl.LazyFrame, columns: list[str], snapshots: pl.DataFrame | None) -> pl.LazyFrame:
@@ -43,10 +35,9 @@ def with_signals(lf: pl.LazyFrame, columns: list[str], snapshots: pl.DataFrame |
         exprs.append((u.struct.field("day") > 0).alias("_url_has_day"))
     else:
         exprs += [pl.lit(None, dt).alias("sig_url"), pl.lit(None, pl.Boolean).alias("_url_has_day")]
-    exprs.append(_exif(pl.col("exif_datetime_original")).cast(dt).alias("sig_exif") if "exif_datetime_original" in columns
-                 else pl.lit(None, dt).alias("sig_exif"))
-    exprs.append(_http_date(pl.col("last_modified")).cast(dt).alias("sig_last_modified") if "last_modified" in columns
-                 else pl.lit(None, dt).alias("sig_last_modified"))
+    schema = lf.collect_schema()
+    for name, sig in (("exif_datetime_original", "sig_exif"), ("last_modified", "sig_last_modified")):
+        exprs.append(timestamp_column(name, schema.get(name) if name in columns else None).alias(sig))
     lf = lf.with_columns(exprs)
     if snapshots is not None and "first_snapshot" in columns:
         lf = lf.join(snapshots.lazy().select(pl.col("snapshot").alias("first_snapshot"), pl.col("snapshot_start").cast(dt).alias("sig_snapshot")),

@@ -37,7 +37,8 @@ def _world(out: Path, base_url: str, pairs: int) -> None:
 
 
 def run_demo(out: Path, methods: list[str], port: int = 8765, pairs: int = 3300, batch_size: int = 128,
-             workers: int = 2, progress: bool = True) -> dict:
+             workers: int = 2, progress: bool = True, samples_per_step: int | None = None) -> dict:
+    """Every stage, resumable; `samples_per_step` overrides the benchmark's budget (a quicker demo)."""
     from ticdata.curate import CurateConfig, curate, finished, make_plan
     from ticdata.download import DownloadConfig, download
     from ticdata.evalsets import EvalConfig, build_evalsets
@@ -99,8 +100,11 @@ def run_demo(out: Path, methods: list[str], port: int = 8765, pairs: int = 3300,
     runs = []
     for method in methods:
         t0 = time.monotonic()
-        cfg = load_config(None, dict(data=str(data), out=str(out / "runs" / method), method=method, batch_size=batch_size,
-                                     workers=workers, progress=progress))
+        overrides = dict(data=str(data), out=str(out / "runs" / method), method=method, batch_size=batch_size,
+                         workers=workers, progress=progress)
+        if samples_per_step is not None:
+            overrides["samples_per_step"] = samples_per_step
+        cfg = load_config(None, overrides)
         run_training(cfg)
         lap(f"train {method}", t0)
         runs.append(out / "runs" / method)
@@ -111,5 +115,5 @@ def run_demo(out: Path, methods: list[str], port: int = 8765, pairs: int = 3300,
     t0 = time.monotonic()
     report = build_report(runs, out / "report")
     lap("report", t0)
-    return {"report": str(report), "runs": [str(r) for r in runs], "seconds": round(time.monotonic() - started, 1), "times": times,
+    return {"report": str(report), "data": str(data), "runs": [str(r) for r in runs], "seconds": round(time.monotonic() - started, 1), "times": times,
             "audit": headline(audit), "audit_report": str(out / "audit" / "audit.md")}

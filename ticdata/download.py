@@ -8,7 +8,8 @@ caps, Last-Modified kept). tic owns what img2dataset leaves out: a status for ev
 back into the manifest, rounds that retry only failed rows, completion markers so a killed run
 skips finished shards, and shards spread over a Ray cluster with their statuses collected.
 
-Layout: DIR/shards/<bucket>/NNNNNNNN.tar (+ sizes.json). One `tic download` is one round, run as
+Layout: DIR/shards/<bucket>/NNNNNNNN.tar with img2dataset's NNNNNNNN.parquet and NNNNNNNN_stats.json
+beside it (`ticdata.download_stats`), and sizes.json. One `tic download` is one round, run as
 a job (`ticdata.job`) whose state DIR/.tic/download/ holds the round's plan (plan.parquet: row ->
 bucket, shard), completion markers and per-shard status tables: it finishes an interrupted round
 (with the parameters it was started with), or else fetches every row that has no status yet or is
@@ -22,7 +23,7 @@ import json
 import logging
 import math
 import os
-import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +33,9 @@ import polars as pl
 from ticdata.benchmarks import benchmark_from_manifest, bucket_names
 from ticdata.errors import UserError
 from ticdata.executor import Task
-from ticdata.fetch import REFUSED, FetchPolicy
+from ticdata.download_dates import TS, upgrade_date_columns
+from ticdata.download_stats import DownloadSummary, error_histogram, format_summary, manifest_status, round_figures, shard_stats, shard_table
+from ticdata.fetch import FetchPolicy
 from ticdata.job import Job, unfinished_plan
 from ticdata.layout import SHARD_DIGITS, CuratedFolder, shard_name
 from ticdata.documents import load_sizes
@@ -49,9 +52,10 @@ STATUS_COLUMNS = {
     "height": pl.Int32,
     "shard": pl.String,  # <bucket>/NNNNNNNN.tar, relative to DIR/shards
     "key": pl.String,
-    "exif_datetime_original": pl.String,
-    "last_modified": pl.String,
+    "exif_datetime_original": TS,  # EXIF DateTimeOriginal, clock time as UTC (ticdata.download_dates)
+    "last_modified": TS,  # the HTTP Last-Modified header
 }
+__all__ = ["DownloadConfig", "bucket_shards", "download", "format_summary", "wds_urls"]
 RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
 
 
@@ -111,14 +115,15 @@ def _install_fetch(params: dict) -> None:
     from ticdata import fetch as f
 
     policy = FetchPolicy(**params["policy"])
+    _FETCHED.clear()  # one shard at a time per process
 
     def download_image(row, timeout, user_agent_token, disallowed_header_directives):
         key, url = row
         got = f.fetch(url, timeout, policy, disallowed_header_directives, user_agent_token)
         if got.data is None:
             return key, None, got.error
-        if got.last_modified:
-            _LAST_MODIFIED[url] = got.last_modified
+        with _FETCHED_LOCK:
+            _FETCHED.setdefault(url, []).append((got.last_modified, len(got.data)))
         import io
 
         return key, io.BytesIO(got.data), None
@@ -126,65 +131,39 @@ def _install_fetch(params: dict) -> None:
     d.download_image = download_image
 
 
-_LAST_MODIFIED: dict[str, str] = {}
+_FETCHED: dict[str, list[tuple[str | None, int]]] = {}  # url -> (Last-Modified, bytes) per fetch not yet written
+_FETCHED_LOCK = threading.Lock()  # the fetch threads add, the writer (img2dataset's main thread) takes
 
 
 def _writer_class():
-    """img2dataset's webdataset writer with key = uid, a fixed mtime and Last-Modified kept."""
+    """img2dataset's webdataset writer with key = uid, a fixed mtime, Last-Modified and the fetched size kept."""
     import pyarrow as pa
     from img2dataset.writer import WebDatasetSampleWriter
 
     class UidKeyedWriter(WebDatasetSampleWriter):
         def __init__(self, shard_id, output_folder, save_caption, oom_shard_count, schema, encode_format):
-            schema = schema.append(pa.field("last_modified", pa.string()))
+            schema = schema.append(pa.field("last_modified", pa.string())).append(pa.field("original_bytes", pa.int64()))
             super().__init__(shard_id, output_folder, save_caption, oom_shard_count, schema, encode_format)
             self.tarwriter.mtime = 0.0  # reproducible tar headers
 
         def write(self, img_str, key, caption, meta):
+            last_modified = size = None
+            if meta["status"] != "failed_to_download":  # its bytes were fetched (a success or failed_to_resize)
+                with _FETCHED_LOCK:
+                    fetched = _FETCHED.get(meta["url"])
+                    last_modified, size = fetched.pop(0) if fetched else (None, None)
+                    if fetched == []:
+                        del _FETCHED[meta["url"]]
             meta["key"] = meta["uid"]
-            meta["last_modified"] = _LAST_MODIFIED.pop(meta["url"], None) if img_str is not None else None
+            meta["last_modified"] = last_modified if img_str is not None else None
+            meta["original_bytes"] = size
             super().write(img_str, meta["uid"], caption, meta)
 
     return UidKeyedWriter
 
 
-def _exif_datetime(exif_json: str | None) -> str | None:
-    if not exif_json:
-        return None
-    try:
-        value = json.loads(exif_json).get("EXIF DateTimeOriginal")
-    except ValueError:
-        return None
-    if not value:
-        return None
-    m = re.match(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})", value)
-    return f"{m[1]}-{m[2]}-{m[3]}T{m[4]}:{m[5]}:{m[6]}" if m else None
-
-
-def _status_table(raw: pl.DataFrame, bucket: str) -> pl.DataFrame:
-    """img2dataset's per-sample table -> tic's status columns, one row per uid."""
-    refused = pl.col("error_message").str.starts_with(REFUSED) | pl.col("error_message").str.starts_with(
-        "Use of image disallowed"
-    )
-    status = pl.when(pl.col("status") == "success").then(pl.lit("success")).when(refused.fill_null(False)).then(
-        pl.lit("refused")
-    ).otherwise(pl.col("status"))
-    return raw.select(
-        "uid",
-        status.alias("status"),
-        "error_message",
-        pl.col("sha256"),
-        pl.col("width").cast(pl.Int32),
-        pl.col("height").cast(pl.Int32),
-        pl.when(pl.col("status") == "success").then(pl.lit(bucket + "/") + pl.col("shard_file")).alias("shard"),
-        pl.when(pl.col("status") == "success").then(pl.col("uid")).alias("key"),
-        pl.col("exif").map_elements(_exif_datetime, return_dtype=pl.String).alias("exif_datetime_original"),
-        "last_modified",
-    ).sort("uid")
-
-
 def download_shard(spec: ShardSpec) -> dict:
-    """Download one shard; move its tar into place and write its status table."""
+    """Download one shard; move its tar, parquet and stats into place and write its status table."""
     from img2dataset.downloader import Downloader
     from img2dataset.resizer import Resizer
 
@@ -194,15 +173,16 @@ def download_shard(spec: ShardSpec) -> dict:
     rows = (
         pl.scan_parquet(round_dir / "plan.parquet")
         .filter((pl.col("bucket") == spec.bucket) & (pl.col("shard") == spec.shard))
-        .select("url", pl.col("text").alias("caption"), "uid", pl.col("ts").dt.to_string("%Y-%m-%dT%H:%M:%SZ").alias("ts"), "year")
+        .select("url", pl.col("text").alias("caption"), "uid", "ts", "year")
         .collect()
     )
     started = time.perf_counter()
     name = shard_name(spec.shard)
+    stem = f"{spec.shard:0{SHARD_DIGITS}d}"
     status_file = status_path(round_dir, spec.bucket, spec.shard)
     with atomic_dir(round_dir / "tasks" / f"{spec.bucket}-{spec.shard}") as tmp:
         rows_file = tmp / "rows.arrow"
-        rows.write_ipc(rows_file, compat_level=pl.CompatLevel.oldest())
+        rows.with_columns(pl.col("ts").dt.to_string("%Y-%m-%dT%H:%M:%SZ")).write_ipc(rows_file, compat_level=pl.CompatLevel.oldest())
         resizer = Resizer(
             image_size=p["image_size"], resize_mode=p["resize_mode"], resize_only_if_bigger=p["resize_only_if_bigger"],
             encode_quality=p["encode_quality"],
@@ -217,18 +197,26 @@ def download_shard(spec: ShardSpec) -> dict:
         ok, _ = downloader((spec.shard, str(rows_file)))
         if not ok:
             raise RuntimeError(f"img2dataset failed on shard {spec.bucket}/{name} (its traceback is above)")
-        raw = pl.read_parquet(tmp / f"{spec.shard:0{SHARD_DIGITS}d}.parquet").with_columns(shard_file=pl.lit(name))
-        table = _status_table(raw, spec.bucket)
+        raw = pl.read_parquet(tmp / f"{stem}.parquet")
+        table, unparsed = shard_table(raw, rows, spec.bucket, name)
         if table.height != rows.height or set(table["uid"]) != set(rows["uid"]):
             raise RuntimeError(f"shard {spec.bucket}/{name}: img2dataset reported {table.height} of {rows.height} rows")
+        has_tar = bool((table["status"] == "success").any())  # a tar without samples would break open_clip's sizes.json lookup
+        stats = shard_stats(table, json.loads((tmp / f"{stem}_stats.json").read_text()), spec.bucket, name,
+                            (tmp / name).stat().st_size if has_tar else 0, unparsed)
         status_file.parent.mkdir(parents=True, exist_ok=True)
-        table.write_parquet(tmp / "status.parquet")
-        if (table["status"] == "success").any():  # a tar without samples would break open_clip's sizes.json lookup
-            publish(tmp / name, Path(spec.shards_dir) / name)
+        manifest_status(table).write_parquet(tmp / "status.parquet")
+        table.write_parquet(tmp / "shard.parquet", compression="zstd", statistics=True)
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=4, sort_keys=True) + "\n")
+        shards_dir = Path(spec.shards_dir)
+        if has_tar:
+            publish(tmp / name, shards_dir / name)
+        publish(tmp / "shard.parquet", shards_dir / f"{stem}.parquet")
+        publish(tmp / "stats.json", shards_dir / f"{stem}_stats.json")
         publish(tmp / "status.parquet", status_file)
-    counts = dict(table.group_by("status").len().iter_rows())
-    return {"bucket": spec.bucket, "shard": spec.shard, "rows": rows.height, "counts": counts,
-            "seconds": time.perf_counter() - started}  # fmt: skip
+    keep = ("count", "successes", "start_time", "end_time", "bytes_downloaded", "bytes_written", "unparsed_dates")
+    return {"bucket": spec.bucket, "shard": spec.shard, "rows": rows.height, "counts": stats["statuses"],
+            "seconds": time.perf_counter() - started} | {k: stats[k] for k in keep}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,8 +244,10 @@ def _bucket_rows(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> pl.Dat
 
 
 def _existing_max_shard(folder: CuratedFolder, bucket: str) -> int:
-    tars = [int(p.stem) for p in folder.shards.bucket(bucket).glob("*.tar") if p.stem.isdigit()]
-    return max(tars, default=-1)
+    """The highest shard number in use: a tar, or the parquet/_stats.json of a shard without successes."""
+    stems = [p.name.split(".")[0].removesuffix("_stats") for p in folder.shards.bucket(bucket).glob("*")
+             if p.name.endswith((".tar", ".parquet", "_stats.json"))]
+    return max((int(s) for s in stems if s.isdigit()), default=-1)
 
 
 def _pending_plan(config: DownloadConfig, doc: dict) -> pl.DataFrame:
@@ -288,8 +278,9 @@ def _round_job(config: DownloadConfig, doc: dict) -> tuple[Job, pl.DataFrame | N
     return job, plan
 
 
-def _merge(config: DownloadConfig, job: Job, doc: dict) -> dict:
-    """Fold the round's statuses into the manifest, write sizes.json, return the summary."""
+def _merge(config: DownloadConfig, job: Job, doc: dict) -> DownloadSummary:
+    """Fold the round's statuses into the manifest, write sizes.json, return the summary (statuses
+    and failure reasons of every row in the buckets, whichever round fetched it)."""
     folder = CuratedFolder(config.dir)
     files = sorted(job.path("status").glob("*/*.parquet"))
     status = pl.concat([pl.read_parquet(f) for f in files]).sort("uid") if files else pl.DataFrame(schema={"uid": pl.String, **STATUS_COLUMNS})
@@ -305,20 +296,23 @@ def _merge(config: DownloadConfig, job: Job, doc: dict) -> dict:
         if sizes_doc or folder.shards.bucket(name).exists():
             write_json_atomic(folder.shards.sizes_json(name), sizes_doc)
         counts = {str(k): int(v) for k, v in group.group_by(pl.col("status").fill_null("pending")).len().sort("status").iter_rows()}
-        summary[name] = {"rows": group.height, "statuses": counts, "shards": len(sizes_doc), "samples": sum(sizes_doc.values())}
-    return summary
+        summary[name] = {"rows": group.height, "statuses": counts, "shards": len(sizes_doc), "samples": sum(sizes_doc.values()),
+                         "errors": error_histogram(group)}
+    return DownloadSummary(summary, error_histogram(rows))
 
 
-def download(config: DownloadConfig, executor) -> dict:
-    """Run (or finish) one download round; returns the per-bucket summary."""
+def download(config: DownloadConfig, executor) -> DownloadSummary:
+    """Run (or finish) one download round; returns the per-bucket summary (a dict by bucket, with
+    the failure reasons and the round's throughput as attributes, see `format_summary`)."""
     dir = Path(config.dir).resolve()
     config = DownloadConfig(**{**config.__dict__, "dir": dir})
     folder = CuratedFolder(dir)
     doc = load_manifest_json(dir)
+    upgraded = upgrade_date_columns(dir)  # an older folder's string dates, before any status is merged
     opened = _round_job(config, doc)
     if opened is None:
         log.info("%s: every row in the buckets is downloaded; nothing to do", dir)
-        return _merge_summary(config, doc)
+        return _stored_summary(dir, upgraded)
     job, plan = opened
     plan_file = job.path("plan.parquet")
     if plan is not None or not plan_file.exists():  # a new round (or one killed before its plan was saved)
@@ -332,10 +326,12 @@ def download(config: DownloadConfig, executor) -> dict:
         for b, s in shards.iter_rows()
     ]  # fmt: skip
     log.info("round %d: %d rows in %d shards", info["round"], info["rows"], len(tasks))
-    job.stage(executor, "download", tasks)
+    stats = job.stage(executor, "download", tasks)
     summary = _merge(config, job, doc)
+    summary.last_round = round_figures(info["round"], list(stats.values()))
+    summary.upgraded = upgraded
     _record(dir, summary, info)
-    job.finish({"round": info["round"], "buckets": summary})
+    job.finish({"round": info["round"], "buckets": dict(summary), "last_round": summary.last_round})
     return summary
 
 
@@ -351,14 +347,27 @@ def _mark_skipped(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> None:
         update_manifest(dir, todo.with_columns(status=pl.lit("skipped"), error_message=pl.lit(reason)), STATUS_COLUMNS)
 
 
-def _merge_summary(config: DownloadConfig, doc: dict) -> dict:
-    return load_manifest_json(config.dir).get("download", {}).get("buckets", {})
+def _stored_summary(dir: Path, upgraded: dict) -> DownloadSummary:
+    """The summary manifest.json holds (nothing left to fetch), with an upgrade's counts recorded."""
+    doc = load_manifest_json(dir)
+    d = doc.get("download", {})
+    as_dict = lambda v: v if isinstance(v, dict) else None  # noqa: E731 - figures only printed; a hand-edited value is left out
+    errors = {str(k): v for k, v in (as_dict(d.get("errors")) or {}).items() if isinstance(v, int)}
+    summary = DownloadSummary(d.get("buckets", {}), errors, as_dict(d.get("last_round")), upgraded)
+    if upgraded and "download" in doc:
+        doc["download"]["upgraded_dates"] = upgraded
+        write_json_atomic(CuratedFolder(dir).manifest_json, doc)
+    return summary
 
 
-def _record(dir: Path, summary: dict, info: dict) -> None:
+def _record(dir: Path, summary: DownloadSummary, info: dict) -> None:
+    """manifest.json `download`: rounds, parameters, buckets (statuses, shards, samples, errors per
+    bucket), errors and top_errors (every bucket), last_round (throughput, dates not parsed)."""
     doc = load_manifest_json(dir)
     rounds = doc.get("download", {}).get("rounds", 0)
-    doc["download"] = {"rounds": max(rounds, info["round"]), "parameters": info["params"], "buckets": summary}
+    doc["download"] = {"rounds": max(rounds, info["round"]), "parameters": info["params"]} | summary.document()
+    if summary.upgraded:
+        doc["download"]["upgraded_dates"] = summary.upgraded
     write_json_atomic(CuratedFolder(dir).manifest_json, doc)
 
 
@@ -373,12 +382,3 @@ def bucket_shards(dir: Path, bucket: str) -> list[Path]:
 def wds_urls(dir: Path, bucket: str) -> str:
     """The bucket's shards as one webdataset/open_clip `--train-data` string ("a.tar::b.tar")."""
     return "::".join(str(p) for p in bucket_shards(dir, bucket))
-
-
-def format_summary(summary: dict) -> str:
-    statuses = sorted({s for b in summary.values() for s in b["statuses"]})
-    head = f"{'bucket':<12} {'rows':>9} {'shards':>7} " + " ".join(f"{s:>18}" for s in statuses)
-    lines = [head]
-    for name, b in summary.items():
-        lines.append(f"{name:<12} {b['rows']:>9,} {b['shards']:>7} " + " ".join(f"{b['statuses'].get(s, 0):>18,}" for s in statuses))
-    return "\n".join(lines)

@@ -30,6 +30,7 @@ from ticdata.mix import splitmix64 as _splitmix
 from ticdata.phash import informative, near_pairs
 
 RETRIEVAL, CLASSIFICATION, TRAIN, EXCLUDED = "retrieval", "classification", "train", "excluded"
+NOT_DOWNLOADED = "not_downloaded"  # `tic evalsets`: a row without an image in the shards, never trainable
 _URL_OR_FILE = r"(?i)(https?://|www\.|\.(jpe?g|png|gif|webp|bmp|tiff?)\b|\bimg_\d|\bdsc_?\d)"
 _WORD = r"\p{L}{2,}"
 CANDIDATE_FACTOR = 4  # near-duplicate checks look at this many times the quota of candidates

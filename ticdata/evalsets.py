@@ -15,8 +15,11 @@ Stages (each resumable; a killed run redoes only what is missing):
             DIR/eval/<bucket>/<retrieval|classification>/{test/{0..n-1}.tar, test/nshards.txt,
             dataset_type.txt, classnames.txt, zeroshot_classification_templates.txt} (members
             .jpg, .txt, .cls, .json; key = uid) and samples.parquet, the list tic's evaluator reads.
-5. manifest `split` becomes retrieval / classification / excluded (else train), with
-            `exclude_reason`, `eval_class` and the match (eval uid, distance) in `excluded_by`.
+5. manifest `split` becomes retrieval / classification / excluded / not_downloaded (no image in
+            the shards: a failed, refused or skipped download), else train: `split == "train"` is
+            exactly the trainable rows. With `exclude_reason`, `eval_class`, the matching eval uid in
+            `excluded_by` and, for near_duplicate only, the pHash distance in bits in
+            `excluded_distance` (Int32; null for same_image and same_pair, which pHash did not decide).
 6. train    the training rows resharded into DIR/train/shards/<bucket>/ (`tic reshard`'s
             machinery): the only shards the trainer reads, so held-out rows are never read.
 
@@ -38,7 +41,8 @@ import polars as pl
 from ticdata.benchmarks import benchmark_from_manifest, bucket_names
 from ticdata.classes import COLUMN_PREFIX, Vocabulary, load_vocabulary, resolve_spec
 from ticdata.errors import UserError
-from ticdata.evalselect import CLASSIFICATION, EXCLUDED, RETRIEVAL, TRAIN, SelectParams, caption_check, select_bucket
+from ticdata.evalselect import (CLASSIFICATION, EXCLUDED, NOT_DOWNLOADED, RETRIEVAL, TRAIN, SelectParams, caption_check,
+                                select_bucket)
 from ticdata.executor import Task
 from ticdata.job import Job
 from ticdata.layout import EVAL_DIR, TRAIN_DIR, CuratedFolder
@@ -50,7 +54,8 @@ from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 REASONS = ("same_image", "same_pair", "near_duplicate")  # precedence when several apply
-SPLIT_COLUMNS = {"split": pl.String, "exclude_reason": pl.String, "excluded_by": pl.String, "eval_class": pl.String}
+SPLIT_COLUMNS = {"split": pl.String, "exclude_reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32,
+                 "eval_class": pl.String}
 
 
 @dataclass(frozen=True)
@@ -172,9 +177,8 @@ def _reset_splits(dir: Path) -> None:
         return
     marked = lf.filter(pl.col("split") != TRAIN).select("uid").collect()
     if marked.height:
-        update_manifest(dir, marked.with_columns(split=pl.lit(TRAIN), exclude_reason=pl.lit(None, pl.String),
-                                                 excluded_by=pl.lit(None, pl.String), eval_class=pl.lit(None, pl.String)),
-                        SPLIT_COLUMNS)
+        update_manifest(dir, marked.with_columns(split=pl.lit(TRAIN), *[pl.lit(None, t).alias(c) for c, t in SPLIT_COLUMNS.items()
+                                                                        if c != "split"]), SPLIT_COLUMNS)
 
 
 def _recount(dir: Path, doc: dict) -> dict:
@@ -288,12 +292,15 @@ def build_evalsets(config: EvalConfig, executor, scorer_factory=None) -> dict:
     marker = state / "manifest-updated.json"
     if not marker.exists():
         names = pl.Series(vocab.names, dtype=pl.String)
+        marked = pl.concat([sel.select("uid"), flags.select("uid"), hashes.select("uid")])
+        no_image = scan_manifest(dir).select("uid").collect().join(marked, on="uid", how="anti")  # nor a mark: not trainable
         table = pl.concat([
-            sel.select("uid", split="split", exclude_reason=pl.lit(None, pl.String), excluded_by=pl.lit(None, pl.String),
-                       eval_class=pl.when(pl.col("label").is_not_null()).then(
-                           pl.col("label").replace_strict(list(range(len(names))), names.to_list(), default=None, return_dtype=pl.String))),
-            flags.select("uid", split=pl.lit(EXCLUDED), exclude_reason="reason", excluded_by="excluded_by", eval_class=pl.lit(None, pl.String)),
-        ], how="vertical_relaxed")
+            sel.select("uid", split="split", eval_class=pl.when(pl.col("label").is_not_null()).then(
+                pl.col("label").replace_strict(list(range(len(names))), names.to_list(), default=None, return_dtype=pl.String))),
+            flags.select("uid", split=pl.lit(EXCLUDED), exclude_reason="reason", excluded_by="excluded_by",
+                         excluded_distance="excluded_distance"),
+            no_image.select("uid", split=pl.lit(NOT_DOWNLOADED)),
+        ], how="diagonal_relaxed")
         update_manifest(dir, table, SPLIT_COLUMNS)
         write_json_atomic(marker, {"rows": table.height})
 
@@ -384,6 +391,8 @@ def format_evalsets_table(doc: dict) -> str:
     if cf:
         dropped = sum(c.get("caption_not_similar", 0) for c in doc.get("candidates", {}).values())
         lines.append(f"caption filter: {cf['model']} text similarity >= {cf['threshold']}: {dropped:,} class-naming captions passed over")
+    if doc.get("manifest_splits", {}).get(NOT_DOWNLOADED):
+        lines.append(f"rows without an image (split {NOT_DOWNLOADED}, never trained on): {doc['manifest_splits'][NOT_DOWNLOADED]:,}")
     if doc.get("excluded_not_downloaded"):
         lines.append(f"excluded rows without an image: {doc['excluded_not_downloaded']}")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from ticdata.tars import IMAGE_EXTS, TarWriter
 from ticdata.wds import iter_samples, sample_uid
 
 HASH_SCHEMA = {"uid": pl.String, "bucket": pl.String, "tar": pl.String, "sha256": pl.String, "phash": pl.UInt64}
+FLAG_SCHEMA = {"uid": pl.String, "reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32}
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,15 @@ class FlagSpec:
 
 
 def flag_training(spec: FlagSpec) -> dict:
-    """The training rows of one file that match an eval image or pair: (uid, reason, excluded_by)."""
+    """The training rows of one file that match an eval image or pair: (uid, reason, excluded_by =
+    the eval uid, excluded_distance = the pHash distance in bits for near_duplicate, else null)."""
     ev = pl.read_parquet(spec.eval_table)
     eval_uids = ev["uid"].implode()
-    schema = {"uid": pl.String, "reason": pl.String, "excluded_by": pl.String}
+    schema = FLAG_SCHEMA
     if spec.kind == "hashes":
         df = pl.read_parquet(spec.source, columns=["uid", "sha256", "phash"]).filter(~pl.col("uid").is_in(eval_uids))
         same = df.join(ev.select("sha256", excluded_by=pl.col("uid")), on="sha256", how="inner").unique("uid", keep="first")
-        parts = [same.select("uid", reason=pl.lit("same_image"), excluded_by=pl.col("excluded_by"))]
+        parts = [same.select("uid", reason=pl.lit("same_image"), excluded_by=pl.col("excluded_by"), excluded_distance=pl.lit(None, pl.Int32))]
         rest = df.filter(pl.col("phash").is_not_null() & ~pl.col("uid").is_in(same["uid"].implode()))
         near = near_pairs(rest["phash"].to_numpy(), ev["phash"].to_numpy(), spec.distance)  # eval images all have one
         if near.height:
@@ -88,14 +90,16 @@ def flag_training(spec: FlagSpec) -> dict:
             parts.append(pl.DataFrame({
                 "uid": rest["uid"].to_numpy()[best["q"].to_numpy()].astype(str),
                 "reason": "near_duplicate",
-                "excluded_by": [f"{u}:{d}" for u, d in zip(ev["uid"].to_numpy()[best["r"].to_numpy()], best["distance"].to_list())],
+                "excluded_by": ev["uid"].to_numpy()[best["r"].to_numpy()].astype(str),
+                "excluded_distance": best["distance"].cast(pl.Int32),
             }))
         flags = pl.concat([p.cast(schema) for p in parts])
         rows = df.height
     else:
         df = pl.read_parquet(spec.source, columns=["uid", "url", "text"]).filter(~pl.col("uid").is_in(eval_uids))
         hit = df.join(ev.select("url", "text", excluded_by=pl.col("uid")), on=["url", "text"], how="inner").unique("uid", keep="first")
-        flags = hit.select("uid", reason=pl.lit("same_pair"), excluded_by=pl.col("excluded_by")).cast(schema)
+        flags = hit.select("uid", reason=pl.lit("same_pair"), excluded_by=pl.col("excluded_by"),
+                           excluded_distance=pl.lit(None, pl.Int32)).cast(schema)
         rows = df.height
     write_parquet_atomic(Path(spec.out), flags)
     return {"rows": rows, "flagged": flags.height}

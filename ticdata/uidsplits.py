@@ -26,7 +26,8 @@ from ticdata.uidlists import parse_uid_specs, read_uid_file, write_uid_file
 
 log = logging.getLogger(__name__)
 TRAIN = "train"
-EVAL_MARKS = ("exclude_reason", "excluded_by", "eval_class")  # what `tic evalsets` writes beside `split`
+# what `tic evalsets` writes beside `split`, with its type
+EVAL_MARKS = {"exclude_reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32, "eval_class": pl.String}
 
 
 def export_uids(manifest_dir: Path, out: Path, split: str | None = "train") -> dict[str, int]:
@@ -90,7 +91,7 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
             if "split" in sel.columns:  # the lists define a fresh folder: marks of an earlier `tic evalsets` go
                 reset += int((sel["split"] != TRAIN).sum())
                 sel = sel.with_columns([pl.lit(TRAIN).alias("split")]
-                                       + [pl.lit(None, pl.String).alias(c) for c in EVAL_MARKS if c in sel.columns])
+                                       + [pl.lit(None, t).alias(c) for c, t in EVAL_MARKS.items() if c in sel.columns])
             kept += sel.height
             for name, n in sel.group_by("bucket").len().iter_rows():
                 matched_per_bucket[name] += n

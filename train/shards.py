@@ -98,7 +98,8 @@ def bucket_folders(shards: ShardsFolder, names: list[str]) -> list[Path]:
     for n in names:
         folder = shards.bucket(n)
         if not folder.is_dir():
-            raise UserError(f"{folder}: no training shards for bucket {n!r}; run `tic evalsets DIR` (or tic reshard) first")
+            data = shards.root.parent.parent if shards.root.parent.name == "train" else shards.root.parent
+            raise UserError(f"{folder}: no training shards for bucket {n!r}; run `tic evalsets {data}` (or tic reshard) first")
         out.append(folder)
     return out
 
