@@ -140,5 +140,6 @@ def test_report_renders_and_names_its_inputs(runs, tmp_path):
     assert str(data) in text and str(static["world2019"]) in text
     for metric in ("in_domain", "backward", "forward", "final_average"):
         assert metric in text
+    assert "y axis: the average dynamic score" in text and "Right panel, y axis: the average static score" in text
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "<table>" in html and "compute.png" in html

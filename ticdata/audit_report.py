@@ -1,21 +1,55 @@
 """The audit's Markdown/HTML report and its plots: rows per year and month by signal, the agreement
-heatmaps (recovered year x each signal's year), the lag histogram."""
+heatmaps (recovered year x each signal's year, one colour scale 0..1 with a labelled colour bar), the
+lag histogram. Every table is a Markdown pipe table after a blank line (ticdata.htmlreport.table);
+cells taken from the input (domains, crawls, buckets, list names) go through htmlreport.cell."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ticdata.audit_signals import SIGNALS
-from ticdata.htmlreport import markdown_to_html
+from ticdata.htmlreport import cell, markdown_to_html, table
 from ticdata.storage import save_figure_atomic, write_text_atomic
 
+SIGNAL_LABELS = {"recovered": "recovered (first sighting)", "url": "date in the URL", "exif": "EXIF DateTimeOriginal",
+                 "last_modified": "HTTP Last-Modified", "snapshot": "start of the first crawl"}
+AGREEMENT_BAR = "share of the recovered year's rows"
 
-def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
+
+def agreement_figure(result: dict):
+    """The agreement heatmaps (a matplotlib Figure, not saved), or None when no signal dates any row:
+    per signal, each recovered year's rows spread over the signal's years, one shared 0..1 colour bar."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    shown = [s for s in SIGNALS[1:] if result["agreement"][s]["rows"]]
+    if not shown:
+        return None
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.6 * len(shown) + 1.2, 4.6), layout="constrained")
+    axes = np.atleast_1d(axes)
+    for ax, s in zip(axes, shown):
+        mat = result["agreement"][s]["matrix"]
+        ry = sorted({int(y) for y in mat})
+        sy = sorted({int(y) for r in mat.values() for y in r})
+        M = np.array([[mat.get(str(a), {}).get(str(b), 0) for b in sy] for a in ry], dtype=float)
+        share = M / np.maximum(M.sum(1, keepdims=True), 1)
+        im = ax.imshow(share, cmap="magma", vmin=0, vmax=1)
+        ax.set_xticks(range(len(sy)), sy, rotation=60, fontsize=7)
+        ax.set_yticks(range(len(ry)), ry, fontsize=7)
+        ax.set_xlabel(f"year by {SIGNAL_LABELS[s]}")
+        ax.set_ylabel("recovered year (first sighting)")
+        same = result["agreement"][s]["same_year"]
+        ax.set_title(f"{SIGNAL_LABELS[s]}: {same:.0%} same year" if same is not None else SIGNAL_LABELS[s], fontsize=10)
+    fig.colorbar(im, ax=list(axes), fraction=0.03, label=AGREEMENT_BAR)
+    fig.suptitle("agreement: each recovered year's rows by the signal's year", fontsize=10)
+    return fig
+
+
+def _plots(result: dict, out: Path) -> list[tuple[str, str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     figs = []
     # rows per month by signal
@@ -25,8 +59,8 @@ def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
         if pts:
             xs = [y + (m - 0.5) / 12 for y, m, _ in pts]
             style = {"recovered": dict(lw=3, alpha=0.5), "snapshot": dict(lw=1, ls="--")}.get(s, dict(lw=1))
-            ax.plot(xs, [n for _, _, n in pts], marker=".", label=f"{s} ({result['coverage'][s]['share']:.0%} of rows)", **style)
-    ax.set_xlabel("year (monthly points)")
+            ax.plot(xs, [n for _, _, n in pts], marker=".", label=f"{SIGNAL_LABELS[s]} ({result['coverage'][s]['share']:.0%} of rows)", **style)
+    ax.set_xlabel("year (one point per month)")
     ax.set_ylabel("rows")
     ax.set_title("rows per month, by the signal that dates them")
     ax.legend(fontsize=8)
@@ -34,30 +68,16 @@ def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
     fig.tight_layout()
     save_figure_atomic(fig, out / "rows-by-month.png", dpi=110)
     plt.close(fig)
-    figs.append(("Rows per month by signal", "rows-by-month.png"))
+    figs.append(("Rows per month by signal", "rows-by-month.png",
+                 "x axis: the month a signal dates the row in; y axis: rows dated in that month, one line per signal."))
     # agreement heatmaps
-    shown = [s for s in SIGNALS[1:] if result["agreement"][s]["rows"]]
-    if shown:
-        fig, axes = plt.subplots(1, len(shown), figsize=(4.6 * len(shown), 4.2))
-        axes = np.atleast_1d(axes)
-        for ax, s in zip(axes, shown):
-            mat = result["agreement"][s]["matrix"]
-            ry = sorted({int(y) for y in mat})
-            sy = sorted({int(y) for r in mat.values() for y in r})
-            M = np.array([[mat.get(str(a), {}).get(str(b), 0) for b in sy] for a in ry], dtype=float)
-            share = M / np.maximum(M.sum(1, keepdims=True), 1)
-            ax.imshow(share, cmap="magma", vmin=0, vmax=1)
-            ax.set_xticks(range(len(sy)), sy, rotation=60, fontsize=7)
-            ax.set_yticks(range(len(ry)), ry, fontsize=7)
-            ax.set_xlabel(f"{s} year")
-            ax.set_ylabel("recovered year")
-            same = result["agreement"][s]["same_year"]
-            ax.set_title(f"{s}: {same:.0%} same year" if same is not None else s, fontsize=10)
-        fig.suptitle("agreement: share of each recovered year's rows by the signal's year", fontsize=10)
-        fig.tight_layout()
+    fig = agreement_figure(result)
+    if fig is not None:
         save_figure_atomic(fig, out / "agreement.png", dpi=110)
         plt.close(fig)
-        figs.append(("Agreement between the recovered year and each signal", "agreement.png"))
+        figs.append(("Agreement between the recovered year and each signal", "agreement.png",
+                     "Rows: the recovered year (first sighting); columns: the year the signal gives; colour: the share of "
+                     "the recovered year's rows (each row of a panel sums to 1, the colour bar from 0 to 1)."))
     # lag histogram
     lag = result["lag_days"]
     fig, ax = plt.subplots(figsize=(10, 3.6))
@@ -69,8 +89,14 @@ def _plots(result: dict, out: Path) -> list[tuple[str, str]]:
     fig.tight_layout()
     save_figure_atomic(fig, out / "lag.png", dpi=110)
     plt.close(fig)
-    figs.append(("Lag histogram", "lag.png"))
+    figs.append(("Lag histogram", "lag.png", "x axis: days from the earliest trustworthy evidence (URL date, EXIF) to "
+                 "the first sighting, in bins; y axis: rows."))
     return figs
+
+
+def _section(title: str, intro: list[str], head: list[str], rows: list[list], none: str) -> list[str]:
+    """A titled table (a blank line before it), or the sentence `none` when it has no rows."""
+    return ["", f"## {title}", ""] + intro + (["", *table(head, rows)] if rows else [none])
 
 
 def write_report(result: dict, out: Path) -> Path:
@@ -78,31 +104,33 @@ def write_report(result: dict, out: Path) -> Path:
     figs = _plots(result, out)
     w = result["wrong_bucket"]
     pct = lambda x: "-" if x is None else f"{x:.2%}"  # noqa: E731
-    md = ["# tic audit", "", f"Input: `{result['inputs']['dir']}` ({result['rows']:,} rows, benchmark {result['inputs']['benchmark']}).", "",
+    md = ["# tic audit", "", f"Input: `{result['inputs']['dir']}` ({result['rows']:,} rows, benchmark {cell(result['inputs']['benchmark'])}).", "",
           "## Headline", "",
           f"- Wrong bucket: **{pct(w['share'])}** of {w['with_evidence']:,} rows with trustworthy evidence "
           f"(95% {w['interval']} interval {pct(w['ci95'][0])} to {pct(w['ci95'][1])}). Rule: {w['rule']}. Scope: {w['scope']}.",
           f"- Impossible order: {result['impossible_order']['rows']:,} rows first seen before the date in their URL "
-          f"({pct(result['impossible_order']['share_of_url_dated'])} of URL-dated rows).", "",
-          "## Coverage and agreement", "", "| signal | rows | share | same year as recovered |", "|---|---|---|---|"]
+          f"({pct(result['impossible_order']['share_of_url_dated'])} of URL-dated rows).", ""]
+    coverage = []
     for s in SIGNALS:
         c = result["coverage"][s]
         same = result["agreement"].get(s, {}).get("same_year") if s != "recovered" else 1.0
-        md.append(f"| {s} | {c['rows']:,} | {pct(c['share'])} | {pct(same)} |")
-    md += ["", "Signals: recovered (first sighting), url (date in the URL path), exif (DateTimeOriginal), last_modified "
+        coverage.append([s, f"{c['rows']:,}", pct(c["share"]), pct(same)])
+    md += ["## Coverage and agreement", "", *table(["signal", "rows", "share", "same year as recovered"], coverage), "",
+           "Signals: recovered (first sighting), url (date in the URL path), exif (DateTimeOriginal), last_modified "
            "(HTTP header; weak, reported only), snapshot (start of the first crawl that saw the row).", ""]
-    for title, name in figs:
-        md += [f"## {title}", "", f"![{title}]({name})", ""]
-    md += ["## Domains with the most disagreement", "", "| domain | rows | with evidence | wrong bucket | impossible order |", "|---|---|---|---|---|"]
-    for d in result["domains"][:20]:
-        md.append(f"| {d['domain']} | {d['rows']:,} | {d['with_evidence']:,} | {d['wrong']:,} | {d['impossible']:,} |")
-    md += ["", "## Bucket moves (recovered bucket -> bucket of the earliest evidence)", "", "| from | to | rows |", "|---|---|---|"]
-    for m in result["bucket_moves"][:20]:
-        md.append(f"| {m['from']} | {m['to']} | {m['rows']:,} |")
-    md += ["", "## Crawls and bucket sizes", "", "Rows first seen in each crawl and that crawl's share of its bucket: a bucket "
-           "made mostly of one large crawl inherits that crawl's sampling.", "", "| crawl | bucket | rows | share of bucket |", "|---|---|---|---|"]
-    for c in result["crawls"]:
-        md.append(f"| {c['crawl']} | {c['bucket']} | {c['rows']:,} | {pct(c['share_of_bucket'])} |")
+    for title, name, caption in figs:
+        md += [f"## {title}", "", f"![{title}]({name})", "", f"**Figure.** {caption}", ""]
+    md += _section("Domains with the most disagreement", [], ["domain", "rows", "with evidence", "wrong bucket", "impossible order"],
+                   [[cell(d["domain"]), f"{d['rows']:,}", f"{d['with_evidence']:,}", f"{d['wrong']:,}", f"{d['impossible']:,}"]
+                    for d in result["domains"][:20]], "No domain has rows with trustworthy evidence of another bucket.")
+    md += _section("Bucket moves (recovered bucket -> bucket of the earliest evidence)", [], ["from", "to", "rows"],
+                   [[cell(m["from"]), cell(m["to"]), f"{m['rows']:,}"] for m in result["bucket_moves"][:20]],
+                   "No row moves: the earliest evidence of every row lies in its recovered bucket.")
+    md += _section("Crawls and bucket sizes", ["Rows first seen in each crawl and that crawl's share of its bucket: a bucket "
+                                               "made mostly of one large crawl inherits that crawl's sampling."],
+                   ["crawl", "bucket", "rows", "share of bucket"],
+                   [[cell(c["crawl"]), cell(c["bucket"]), f"{c['rows']:,}", pct(c["share_of_bucket"])] for c in result["crawls"]],
+                   "No row was first seen in a known crawl.")
     if "fix" in result:
         f = result["fix"]
         md += ["", "## Corrected manifest", "", f"`{f['out']}`: {f['rows_moved']:,} rows moved. Rule: {f['rule']}."]
@@ -118,15 +146,17 @@ def _official_section(official: dict) -> list[str]:
         return []
     md = ["", "## Official lists against tic's dating", ""]
     if "uid_lists" in official:
-        md += ["Rows of each official list (tic uids import) whose first-seen date tic recovered lies outside the list's bucket.", "",
-               "| list | listed | found | missing | dated elsewhere |", "|---|---|---|---|---|"]
+        rows = []
         for name, v in official["uid_lists"].items():
             found = v.get("matched") or 0
             share = f" ({(v.get('dated_elsewhere') or 0) / found:.1%})" if found else ""
-            md.append(f"| {name} | {v.get('uids') or 0:,} | {found:,} | {v.get('missing') or 0:,} | {v.get('dated_elsewhere') or 0:,}{share} |")
+            rows.append([cell(name), f"{v.get('uids') or 0:,}", f"{found:,}", f"{v.get('missing') or 0:,}",
+                         f"{v.get('dated_elsewhere') or 0:,}{share}"])
+        md += ["Rows of each official list (tic uids import) whose first-seen date tic recovered lies outside the list's bucket.", "",
+               *table(["list", "listed", "found", "missing", "dated elsewhere"], rows)]
     if "eval_maps" in official:
         em = official["eval_maps"]
+        pairs = [[cell(pair), f"{n:,}"] for pair, n in em["bucket_disagreements"].items()] or [["(none)", "0"]]
         md += ["", f"Official eval uids placed by the map's year: {em.get('placed_by_official_year') or 0:,}; where tic dates "
-               "them in another bucket (official -> tic):", "", "| official -> tic | uids |", "|---|---|"]
-        md += [f"| {pair} | {n:,} |" for pair, n in em["bucket_disagreements"].items()] or ["| (none) | 0 |"]
+               "them in another bucket (official -> tic):", "", *table(["official -> tic", "uids"], pairs)]
     return md
