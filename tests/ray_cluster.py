@@ -67,10 +67,26 @@ def _wait_nodes(address: str, n: int, env: dict, procs: list, timeout: float = 9
     raise RuntimeError(f"the Ray cluster at {address} did not get {n} nodes: {last}")
 
 
-@contextmanager
-def two_node_cluster(tmp: Path, token: str):
-    """Yield (address, nodes) of a head on 127.0.0.2 and a worker node on 127.0.0.3, one CPU each,
-    with Ray's token authentication on (the token is given, so no file in ~/.ray is involved)."""
+def _stop(procs: list, logs: list) -> None:
+    for p in reversed(procs):
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in reversed(procs):
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    for p in procs:
+        try:  # anything the node left in its process group (raylet, gcs, workers)
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for log in logs:
+        log.close()
+
+
+def _start(tmp: Path, token: str, attempt: int, procs: list, logs: list) -> tuple[str, list[dict]]:
     port = free_port("127.0.0.2")
     address = f"127.0.0.2:{port}"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
@@ -83,31 +99,34 @@ def two_node_cluster(tmp: Path, token: str):
         RAY, "start", "--block", f"--address={address}", "--node-ip-address=127.0.0.3",
         "--num-cpus=1", '--resources={"second_node": 1}', *_node_ports("127.0.0.3"),
     ]
-    procs = []
-    logs = []
-    try:
-        for name, cmd in (("head", head_cmd), ("worker", worker_cmd)):
-            log = open(tmp / f"ray-{name}.log", "wb")
-            logs.append(log)
-            procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            if name == "head":
-                _wait_nodes(address, 1, env, procs)
-        nodes = _wait_nodes(address, 2, env, procs)
-        yield address, nodes
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-        for p in procs:
-            try:  # anything the node left in its process group (raylet, gcs, workers)
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for log in logs:
-            log.close()
+    for name, cmd in (("head", head_cmd), ("worker", worker_cmd)):
+        log = open(tmp / f"ray-{name}-{attempt}.log", "wb")
+        logs.append(log)
+        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        if name == "head":
+            _wait_nodes(address, 1, env, procs)
+    return address, _wait_nodes(address, 2, env, procs)
+
+
+@contextmanager
+def two_node_cluster(tmp: Path, token: str, attempts: int = 2):
+    """Yield (address, nodes) of a head on 127.0.0.2 and a worker node on 127.0.0.3, one CPU each,
+    with Ray's token authentication on (the token is given, so no file in ~/.ray is involved).
+
+    Starting is tried again with fresh ports when a node exits during start-up: on a loaded
+    machine a port chosen free can be taken before Ray binds it (the ray-*-N.log files say)."""
+    for attempt in range(1, attempts + 1):
+        procs: list = []
+        logs: list = []
+        try:
+            address, nodes = _start(tmp, token, attempt, procs, logs)
+        except RuntimeError:
+            _stop(procs, logs)
+            if attempt == attempts:
+                raise
+            continue
+        try:
+            yield address, nodes
+        finally:
+            _stop(procs, logs)
+        return
