@@ -46,9 +46,9 @@ AUDIT = ["audit", "{cur}", "--out", "{tmp}/a", "--executor", "inline"]
 EVALSETS = ["evalsets", "{cur}", "--executor", "inline", "--overwrite", "--retrieval", "8", "--per-class", "2"]
 RESHARD = ["reshard", "{cur}/shards", "--out", "{tmp}/rs", "--manifest", "{cur}", "--executor", "inline"]
 TRAIN = ["train", "--data", "{cur}", "--out", "{tmp}/run2", "--samples-per-step", "16", "--batch-size", "16",
-         "--workers", "0", "--steps", BUCKET, "--warmup", "1", "--device", "cpu"]
+         "--workers", "0", "--steps", BUCKET, "--warmup", "1", "--device", "cpu", "--method", "sequential"]
 RESUME = ["train", "--data", "{cur}", "--out", "{run}", "--samples-per-step", "32", "--batch-size", "16", "--workers", "0",
-          "--steps", "2014-2016,2017-2018", "--warmup", "1", "--device", "cpu"]
+          "--steps", "2014-2016,2017-2018", "--warmup", "1", "--device", "cpu", "--method", "sequential"]
 EVAL = ["eval", "{run}", "--device", "cpu"]
 REPORT = ["report", "{run}", "--out", "{tmp}/rep"]
 

@@ -177,9 +177,9 @@ def test_silent_acceptance_is_refused(curated, tmp_path, capsys):
     assert not (tmp_path / "u").exists() or not list((tmp_path / "u").glob("*.npy"))
     code = main(["-q", "download", str(curated), "--timeout", "nan", "--executor", "inline"])
     one_line(capsys, code, "--timeout", "'nan'")
-    code = main(["-q", "train", "--data", str(curated), "--out", str(tmp_path / "run"), "--device", "tpu"])
+    code = main(["-q", "train", "--data", str(curated), "--out", str(tmp_path / "run"), "--method", "sequential", "--device", "tpu"])
     one_line(capsys, code, "device 'tpu'")
-    code = main(["-q", "train", "--data", str(curated), "--out", str(tmp_path / "run"), "--lr", "nan"])
+    code = main(["-q", "train", "--data", str(curated), "--out", str(tmp_path / "run"), "--method", "sequential", "--lr", "nan"])
     one_line(capsys, code, "--lr", "'nan'")
     from tic_train.config import RunConfig, check
 

@@ -59,6 +59,7 @@ def test_the_alpha_curve_is_scored_without_retraining(patched_run, tmp_path, cap
     md = build_report([patched_run], tmp_path / "rep").read_text()
     assert "## Patching: the alpha curve" in md and (tmp_path / "rep" / "patching-alpha.png").stat().st_size > 1000
     assert all(f"| {a} |" in md for a in ("0", "0.5", "1"))
+    capsys.readouterr()  # the in-process evaluations' log lines (shown when an earlier main() turned INFO on)
     one_line(capsys, main(["-q", "eval", str(patched_run), "--patching-alpha", "0,2"]), "--patching-alpha")
 
 

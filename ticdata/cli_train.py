@@ -11,18 +11,28 @@ from ticdata.errors import UserError
 
 _TRAIN_FLAGS = ("data", "out", "method", "samples_per_step", "batch_size", "model", "lr", "warmup", "warmup_first",
                 "warmup_later", "weight_decay", "precision", "seed", "workers", "device", "accum_freq", "buffer",
-                "buffer_factor", "lwf_weight", "lwf_data", "patching_alpha", "checkpoint_every", "log_every", "threads")
+                "buffer_factor", "lwf_weight", "lwf_data", "patching_alpha", "checkpoint_every", "log_every", "threads",
+                "report_to", "val_every")
+
+
+def _methods() -> tuple[str, ...] | None:
+    """The continual methods, for argparse's choices (None when the trainer is not installed: the
+    data verbs still work, and `tic train` then says what is missing)."""
+    try:
+        from tic_train.methods import METHODS
+    except ImportError:
+        return None
+    return tuple(METHODS)
 
 
 def cmd_train(args) -> int:
-    from tic_train.config import load_config
-    from tic_train.loop import format_run_table, run_training
+    from tic_train.config import MissingKeys, load_config
+    from tic_train.preflight import preflight
 
     overrides = {k: getattr(args, k) for k in _TRAIN_FLAGS}
-    if args.grad_checkpointing:
-        overrides["grad_checkpointing"] = True
-    if args.deterministic:
-        overrides["deterministic"] = True
+    for flag in ("grad_checkpointing", "deterministic", "val"):
+        if getattr(args, flag):
+            overrides[flag] = True
     if args.steps:
         overrides["steps"] = args.steps
     overrides["progress"] = not args.quiet
@@ -31,7 +41,13 @@ def cmd_train(args) -> int:
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
         k, v = item.split("=", 1)
         overrides[k.strip().replace("-", "_")] = v.strip()
-    cfg = load_config(args.config, overrides, preset=args.preset)
+    try:
+        cfg = load_config(args.config, overrides, preset=args.preset, required=("method",))
+    except MissingKeys as e:  # argparse's words: the method has no default on the command line
+        raise UserError(f"train: {e} (see `tic train --help`)") from None
+    preflight(cfg)  # the folders (and TensorBoard) before torch is imported, before OUT is made
+    from tic_train.loop import format_run_table, run_training
+
     doc = run_training(cfg)
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         print(format_run_table(doc))
@@ -63,7 +79,7 @@ def cmd_eval(args) -> int:
                          patching_alphas=alphas, static_root=Path(args.static_root) if args.static_root else None,
                          columns=args.columns)
         print(format_matrix(m))
-        print(f"matrix: {Path(run).resolve() / 'eval' / 'matrix.json'}")
+        print(f"matrix: {Path(run).resolve() / 'eval' / 'matrix.json'} (every score: {Path(run).resolve() / 'eval' / 'results.csv'})")
     return 0
 
 
@@ -115,7 +131,8 @@ def add_train(sub, common) -> None:
         "train", parents=[common], help="train a continual method over a benchmark's steps (open_clip models)",
         description="Train every step of the benchmark of DATA (a folder after tic evalsets: DATA/train/shards) with one "
         "continual method under a fixed budget of samples per step; one checkpoint per step in OUT/checkpoints/ "
-        "(safetensors + open_clip_config.json), OUT/log.jsonl, OUT/run.json. A killed run resumes where it stopped. "
+        "(safetensors + open_clip_config.json), OUT/log.jsonl, OUT/run.json (and OUT/tensorboard/ with --report-to "
+        "tensorboard). A killed run resumes where it stopped. "
         "Methods: sequential, cumulative-all, cumulative-exp, cumulative-equal, restart, oracle, lwf, patching "
         "(definitions: README and train/mixture.py). Several processes: torchrun --nproc-per-node N -m ticdata.cli train ...")
     tp.add_argument("--preset", metavar="NAME", help="a shipped run config: the paper's scales (tic-datacomp/medium, "
@@ -123,7 +140,8 @@ def add_train(sub, common) -> None:
     tp.add_argument("--config", metavar="RUN.toml", help="a TOML run config; flags override it")
     tp.add_argument("--data", help="a folder after tic evalsets")
     tp.add_argument("--out", help="the run folder")
-    tp.add_argument("--method", help="the continual method (default sequential)")
+    tp.add_argument("--method", choices=_methods(), metavar="METHOD", help="the continual method (required unless --config "
+                    "or --preset sets it): " + ", ".join(_methods() or ()))
     tp.add_argument("--samples-per-step", type=positive, help="the budget C in samples seen per step (default: the benchmark's)")
     tp.add_argument("--batch-size", type=positive, help="global batch size (default 256)")
     tp.add_argument("--model", help="an open_clip architecture or a shipped tiny config (default tic-tiny)")
@@ -148,6 +166,11 @@ def add_train(sub, common) -> None:
     tp.add_argument("--threads", type=positive, help="torch threads (default torch's)")
     tp.add_argument("--steps", help="only these benchmark steps, comma-separated")
     tp.add_argument("--deterministic", action="store_true", help="deterministic kernels (reproducible resumes)")
+    tp.add_argument("--report-to", choices=("none", "tensorboard"), help="as open_clip_train's: tensorboard also writes "
+                    "loss, lr, samples/s and validation scalars to OUT/tensorboard/ (pip install 'tic[tensorboard]')")
+    tp.add_argument("--val", action="store_true", help="score the step's held-out retrieval set (DATA/eval/<step>/retrieval) "
+                    "at the end of each step: log.jsonl \"val\" lines; the trained weights are the same as without it")
+    tp.add_argument("--val-every", type=count, metavar="N", help="also validate every N samples of a step (implies --val)")
     tp.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any config key")
     tp.set_defaults(func=cmd_train)
 
@@ -159,7 +182,9 @@ def add_eval(sub, common) -> None:
         description="For each checkpoint of each RUN and each bucket's held-out sets (DATA/eval/<bucket>/...): "
         "text-to-image and image-to-text recall@1/5/10, zero-shot top-1/top-5/mean per-class recall; plus static "
         "CLIP_benchmark wds sets. Cells are cached: a rerun computes only what is missing. Writes RUN/eval/matrix.json "
-        "(E[i][j] per task, in-domain / backward / forward transfer) and CLIP_benchmark-shaped JSON per cell.")
+        "(E[i][j] per task, in-domain / backward / forward transfer), RUN/eval/results.csv and results.jsonl (one row per "
+        "checkpoint, eval set and metric: CLIP_benchmark's build table plus step, bucket, method) and CLIP_benchmark-shaped "
+        "JSON per cell (RUN/eval/cells/<checkpoint>/<set>.<model>.json).")
     vp.add_argument("runs", nargs="*", metavar="RUN", help="run folders of tic train")
     vp.add_argument("--static", action="append", metavar="NAME=FOLDER", help="a static eval set in CLIP_benchmark's wds layout (repeatable)")
     vp.add_argument("--columns", choices=("step", "year"), default="step", help="one eval-matrix column per benchmark step "

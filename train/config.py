@@ -12,8 +12,12 @@
     precision = "fp32"                   # fp32, or bf16 (autocast; GPU)
     seed = 0
     out = "out/runs/cumulative-all"
+    report_to = "tensorboard"            # also scalars in RUN/tensorboard/ (pip install 'tic[tensorboard]')
+    val = true                           # score the step's held-out retrieval set at the end of each step
+    val_every = 5000                     # ... and every 5,000 samples of a step (implies val)
 
-Every key is also a flag (`--batch-size 128`); `--set key=value` sets any key.
+Every key is also a flag (`--batch-size 128`); `--set key=value` sets any key. `tic train` needs the
+method from a flag, the config or a preset (`required`); the library's default is sequential.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ from tic_train.methods import DATA_RULES, METHODS
 
 PRECISIONS = ("fp32", "bf16")
 PRESETS = "tic_train.presets"  # the package holding the shipped run configs (folder presets/)
+REPORT_TO = ("none", "tensorboard")  # open_clip_train's --report-to, less wandb
+
+
+class MissingKeys(UserError):
+    """A key the caller requires was set by no flag, config file or preset (`required`)."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +74,23 @@ class RunConfig:
     deterministic: bool = False  # CPU: torch.use_deterministic_algorithms, fixed thread count
     threads: int = 0  # torch intra-op threads; 0: torch's default
     progress: bool = True
+    report_to: str = ""  # "tensorboard": scalars also in RUN/tensorboard/ (open_clip_train's --report-to); "" or "none": off
+    val: bool = False  # score the step's held-out retrieval set at the end of each step (log.jsonl, TensorBoard)
+    val_every: int = 0  # ... and every this many samples of a step (implies val); 0: only `val`
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.warmup is not None:  # the single key of earlier configs means every step
             object.__setattr__(self, "warmup_first", self.warmup)
             object.__setattr__(self, "warmup_later", self.warmup)
+
+    @property
+    def validates(self) -> bool:
+        return self.val or self.val_every > 0
+
+    @property
+    def tensorboard(self) -> bool:
+        return self.report_to == "tensorboard"
 
     def warmup_for(self, warm_started: bool) -> int:
         return self.warmup_later if warm_started else self.warmup_first
@@ -145,8 +165,9 @@ def _merge(values: dict, new: dict) -> dict:
     return values | new
 
 
-def load_config(path: str | None, overrides: dict, preset: str | None = None) -> RunConfig:
-    """The config: a shipped preset (optional), then a TOML file (optional), then `overrides`; checked."""
+def load_config(path: str | None, overrides: dict, preset: str | None = None, required: tuple[str, ...] = ()) -> RunConfig:
+    """The config: a shipped preset (optional), then a TOML file (optional), then `overrides`; checked.
+    A key in `required` must be set by one of them (MissingKeys), whatever RunConfig's default."""
     values: dict = {}
     if preset:
         values = _merge(values, _toml_values(*_preset_text(preset)))
@@ -167,6 +188,11 @@ def load_config(path: str | None, overrides: dict, preset: str | None = None) ->
             raise UserError(f"--set {k}=...: unknown key; known keys: {', '.join(sorted(k for k in _TYPES if k != 'extra'))}")
         flags[k] = _coerce(k, v, f"--{k.replace('_', '-')}")
     values = _merge(values, flags)
+    missing = [k for k in required if k not in values]
+    if missing:
+        choices = f" (choose from {', '.join(METHODS)})" if "method" in missing else ""
+        raise MissingKeys(f"the following arguments are required: {', '.join('--' + k.replace('_', '-') for k in missing)}"
+                          f"{choices}, unless --config or --preset sets {', '.join(missing)}")
     cfg = RunConfig(**values)
     check(cfg)
     return cfg
@@ -188,7 +214,10 @@ def check(cfg: RunConfig) -> None:
             raise UserError(f"{k} = {getattr(cfg, k)}: must be at least 1")
     if cfg.batch_size % cfg.accum_freq:
         raise UserError(f"batch_size {cfg.batch_size} is not a multiple of accum_freq {cfg.accum_freq}")
-    for k in ("samples_per_step", "buffer", "warmup_first", "warmup_later", "seed", "workers", "checkpoint_every", "threads"):
+    if cfg.report_to not in ("",) + REPORT_TO:
+        raise UserError(f"report_to {cfg.report_to!r}: choose one of {', '.join(REPORT_TO)} (tic writes TensorBoard, not wandb)")
+    for k in ("samples_per_step", "buffer", "warmup_first", "warmup_later", "seed", "workers", "checkpoint_every", "threads",
+              "val_every"):
         if getattr(cfg, k) < 0:
             raise UserError(f"{k} = {getattr(cfg, k)}: must not be negative")
     for k in ("lr", "weight_decay", "beta1", "beta2", "eps", "lwf_weight", "lwf_temperature", "patching_alpha", "buffer_factor"):

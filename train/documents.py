@@ -45,7 +45,7 @@ MATRIX_SHAPE = {
     "cells": dict,
     "patching_alpha": Opt({str: {str: {"E": [[SCORE]], "metrics": {str: SCORE}}}}),
 }
-CELL_SHAPE = {"metrics": {str: SCORE}}
+CELL_SHAPE = {"metrics": {str: SCORE}, "tic": Opt({"cache_key": Opt(str)})}
 
 
 def known_method(name: str) -> bool:
@@ -91,7 +91,7 @@ def load_matrix(run: Path) -> dict:
 
 
 def load_cell(path: Path) -> dict | None:
-    """A cached eval cell, or None when it is damaged (the cell is then scored again)."""
+    """A cached eval cell, or None when it is damaged (the cell is then scored again; tic_train.cells)."""
     try:
         return read_json_document(path, CELL_SHAPE)
     except UserError:

@@ -6,11 +6,12 @@ definition says, e.g. 2014-2016 into TiC-DataComp's first step). Static tasks: a
 CLIP_benchmark's `wds/` layout given with `--static NAME=PATH`, read offline.
 
 Each (checkpoint, eval set) cell is computed once: its CLIP_benchmark-shaped JSON is written to
-RUN/eval/cells/<checkpoint>/<set>.json, named by a fingerprint of the checkpoint's weights and of
-the eval set, so a rerun reads it back and evaluates nothing; a retrained checkpoint or a rebuilt
-eval set gets a new cell. RUN/eval/matrix.json holds E[i][j] per task (model after step i, eval
-set of step j), the transfer metrics (tic_train.transfer), the static scores per checkpoint and the
-run's compute.
+RUN/eval/cells/<checkpoint>/<set>.<model>.json with a fingerprint of the checkpoint's weights and of
+the eval set inside (tic_train.cells), so a rerun reads it back and evaluates nothing; a retrained
+checkpoint or a rebuilt eval set is scored again. RUN/eval/matrix.json holds E[i][j] per task (model
+after step i, eval set of step j), the transfer metrics (tic_train.transfer), the static scores per
+checkpoint and the run's compute; RUN/eval/results.csv and results.jsonl hold every score as one
+row (CLIP_benchmark's `build` table, long form: tic_train.results).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from ticdata.errors import UserError
 from ticdata.layout import CuratedFolder, RunFolder
 from ticdata.storage import write_json_atomic
 from ticdata.tars import IMAGE_EXTS
+from tic_train.cells import cell_path, read_cell, write_cell
 from tic_train.checkpoint import CONFIG, WEIGHTS
-from tic_train.documents import load_cell, load_run_doc
+from tic_train.documents import load_run_doc
 from tic_train.matrix import PRIMARY, format_matrix, step_matrix  # noqa: F401 - format_matrix: the CLI's
 from tic_train.metrics import classifier_weights, retrieval, zero_shot
+from tic_train.results import result_rows, write_results
 
 log = logging.getLogger(__name__)
 TASK_NAME = {"retrieval": "zeroshot_retrieval", "classification": "zeroshot_classification"}
@@ -212,16 +215,25 @@ def load_model(folder: Path, device: torch.device):
     return model.eval(), preprocess, open_clip.get_tokenizer(arch), arch
 
 
-def _preprocess_all(es: EvalSet, preprocess) -> torch.Tensor:
+def _preprocess_all(es: EvalSet, preprocess, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """The pixels of images start..stop of the set (default all), through `preprocess`."""
     from PIL import Image
 
     out = []
-    for data, source in zip(es.images, es.sources):
+    for data, source in zip(es.images[start:stop], es.sources[start:stop]):
         try:
             out.append(preprocess(Image.open(io.BytesIO(data)).convert("RGB")))
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise UserError(f"{source}: the image does not decode ({type(e).__name__}); rebuild the eval set") from None
     return torch.stack(out)
+
+
+@torch.no_grad()
+def encode_set_images(model, es: EvalSet, preprocess, device, batch: int = 256) -> torch.Tensor:
+    """_encode_images of the whole set, decoded `batch` images at a time (the same batches, so the
+    same features), without holding every image's pixels at once: validation during training."""
+    return torch.cat([_encode_images(model, _preprocess_all(es, preprocess, a, a + batch), device, batch)
+                      for a in range(0, len(es.images), batch)])
 
 
 @torch.no_grad()
@@ -239,7 +251,11 @@ def _encode_texts(model, tokenizer, texts: list[str], device, batch: int) -> tor
 
 
 def evaluate_set(model, tokenizer, pixels: torch.Tensor, es: EvalSet, device, batch: int = 256) -> dict:
-    img = _encode_images(model, pixels, device, batch)
+    return score_images(model, tokenizer, _encode_images(model, pixels, device, batch), es, device, batch)
+
+
+def score_images(model, tokenizer, img: torch.Tensor, es: EvalSet, device, batch: int = 256) -> dict:
+    """The set's metrics from its images' normalized features (recall@k both ways, or zero-shot)."""
     if es.kind == "retrieval":
         texts = [c for cs in es.captions for c in cs]
         owner = torch.tensor([i for i, cs in enumerate(es.captions) for _ in cs])
@@ -251,8 +267,6 @@ def evaluate_set(model, tokenizer, pixels: torch.Tensor, es: EvalSet, device, ba
     return zero_shot(img, clf, torch.tensor(es.labels))
 
 
-def _cell_path(run: Path, ckpt: Path, es: EvalSet) -> Path:
-    return RunFolder(run).cells(ckpt.name) / f"{es.key}.{_checkpoint_fingerprint(ckpt)}-{es.fingerprint}.json"
 
 
 def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str = "auto", batch: int = 256,
@@ -267,8 +281,7 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
     ckpts = RunFolder(run).step_checkpoints()
     if not ckpts:
         raise UserError(f"{run}/checkpoints: no step checkpoints; train first (tic train ... --out {run})")
-    for ckpt in ckpts:
-        check_checkpoint(ckpt)
+    archs = {ckpt.name: check_checkpoint(ckpt) for ckpt in ckpts}
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     sets = dynamic_sets(data, buckets)
     from tic_train.static_tasks import metric_of, static_sets_under
@@ -292,15 +305,17 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
     computed = 0
     pixels_cache: dict[tuple[str, str], torch.Tensor] = {}
     cells: dict[tuple[str, str], dict] = {}
+    paths: dict[tuple[str, str], Path] = {}
     for ckpt in ckpts:
         todo = []
+        fp = _checkpoint_fingerprint(ckpt)
         for es in sets:
-            p = _cell_path(run, ckpt, es)
-            cell = load_cell(p) if p.exists() else None
+            p = paths[(ckpt.name, es.key)] = cell_path(RunFolder(run).cells(ckpt.name), es.key, archs[ckpt.name])
+            cell = read_cell(p, f"{fp}-{es.fingerprint}")
             if cell is not None:
                 cells[(ckpt.name, es.key)] = cell
             else:
-                todo.append(es)  # never scored, or its cached cell is damaged: score it (again)
+                todo.append(es)  # never scored, scored from other weights or another set, or damaged: score it (again)
         if not todo:
             continue
         model, preprocess, tokenizer, arch = load_model(ckpt, dev)
@@ -312,12 +327,11 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
             cell = {"dataset": f"wds/{es.key}", "model": arch, "pretrained": str(ckpt / WEIGHTS),
                     "task": TASK_NAME[es.kind], "metrics": metrics, "language": "en",
                     "tic": {"checkpoint": ckpt.name, "eval_set": str(es.folder), "bucket": es.bucket,
-                            "samples": len(es.images), "fingerprint": es.fingerprint}}
-            write_json_atomic(_cell_path(run, ckpt, es), cell)
-            cells[(ckpt.name, es.key)] = cell
+                            "samples": len(es.images), "fingerprint": es.fingerprint, "checkpoint_fingerprint": fp}}
+            cells[(ckpt.name, es.key)] = write_cell(paths[(ckpt.name, es.key)], es.key, cell, f"{fp}-{es.fingerprint}")
             computed += 1
         log.info("%s: %d eval sets scored", ckpt.name, len(todo))
-    matrix = step_matrix(run, doc, ckpts, sets, cells, year_columns)
+    matrix = step_matrix(run, doc, ckpts, sets, cells, year_columns, paths)
     if patching_alphas:
         from tic_train.patching_eval import score_alphas
 
@@ -327,4 +341,5 @@ def evaluate_run(run: Path, static: dict[str, Path] | None = None, device: str =
     matrix["computed_cells"] = computed
     matrix["seconds"] = round(time.monotonic() - started, 1)
     write_json_atomic(RunFolder(run).matrix_json, matrix)
+    write_results(run, result_rows(doc["config"]["method"], ckpts, sets, cells))
     return matrix

@@ -8,9 +8,14 @@ samples (C; Oracle T x C, once) in batches (tic_train.step, which also resumes a
 writes its checkpoint RUN/checkpoints/step-NN-<name>/.
 
 RUN/log.jsonl: one line per `log_every` optimizer steps (loss, lr, samples/s) and one per finished
-step (samples seen, optimizer steps, estimated MACs, draws per bucket, skipped samples).
+step (samples seen, optimizer steps, estimated MACs, draws per bucket, skipped samples); with
+`val`/`val_every`, validation lines (tic_train.validation: the step's held-out retrieval set, at the
+end of each step on the step's final model, and every `val_every` samples); with `report_to =
+"tensorboard"`, the same scalars in RUN/tensorboard/ (tic_train.jsonlog).
 RUN/run.json: the config, the benchmark's buckets and sizes, and every finished step.
 Several processes (torchrun; gloo on CPU, NCCL on GPU) split each global batch; rank 0 writes.
+A run refused before it trained anything (tic_train.preflight's checks, a damaged training shard, an
+unknown model) leaves no run folder behind when it made that folder.
 """
 
 from __future__ import annotations
@@ -21,10 +26,8 @@ from pathlib import Path
 
 import torch
 
-from ticdata.benchmarks import benchmark_from_manifest
 from ticdata.errors import UserError
-from ticdata.layout import CuratedFolder, RunFolder, check_apart
-from ticdata.manifest import load_manifest_json
+from ticdata.layout import CuratedFolder, RunFolder
 from ticdata.storage import check_output_folder, write_json_atomic
 from tic_train.checkpoint import load_weights, save_checkpoint
 from tic_train.config import RunConfig, check
@@ -35,12 +38,16 @@ from tic_train.jsonlog import JsonlLog
 from tic_train.methods import Method, method
 from tic_train.mixture import mixture
 from tic_train.patching import interpolate
+from tic_train.preflight import preflight
 from tic_train.shards import Bucket, open_buckets
 from tic_train.step import StepJob, resume_folder, train_step
+from tic_train.validation import Validator, validate
 
 log = logging.getLogger(__name__)
 # settings a rerun (a resume) may change: they do not change what is trained
-RERUN_MAY_CHANGE = {"progress", "workers", "checkpoint_every", "log_every", "threads", "deterministic"}
+RERUN_MAY_CHANGE = {"progress", "workers", "checkpoint_every", "log_every", "threads", "deterministic", "report_to", "val",
+                    "val_every"}
+TENSORBOARD_DIR = "tensorboard"  # RUN/tensorboard/: open_clip_train's name for its event files
 
 
 def build_model(cfg: RunConfig, seed: int, device: torch.device):
@@ -75,22 +82,6 @@ def _step_folder(run: Path, t: int, name: str) -> Path:
     return RunFolder(run).step_checkpoint(t, name)
 
 
-def _budget_and_steps(cfg: RunConfig, data: Path):
-    """(benchmark, step names, C) of the data folder, the run's steps checked against it."""
-    doc = load_manifest_json(data)
-    bench = benchmark_from_manifest(doc, CuratedFolder(data).manifest_json)
-    names = list(doc.get("buckets") or {})
-    if not names:
-        raise UserError(f"{data}/manifest.json: lists no buckets")
-    unknown = [s for s in cfg.steps if s not in names]
-    if unknown:
-        raise UserError(f"steps {unknown}: not buckets of {data} ({', '.join(names)})")
-    C = cfg.samples_per_step or int(bench.compute.get("samples_per_step", 0))
-    if C <= 0:
-        raise UserError(f"no compute budget: set samples_per_step (the benchmark {bench.name} has no [compute] samples_per_step)")
-    return bench, names, C
-
-
 def _run_doc(cfg: RunConfig, run: Path, fresh: dict) -> dict:
     """run.json: the folder's own when it holds this run (a rerun resumes it), else `fresh`."""
     path = RunFolder(run).run_json
@@ -107,52 +98,70 @@ def _run_doc(cfg: RunConfig, run: Path, fresh: dict) -> dict:
 def run_training(cfg: RunConfig) -> dict:
     """Every step of the benchmark for cfg.method; returns run.json."""
     check(cfg)  # a config built in code gets the same one-line errors as one loaded from TOML or flags
+    bench, names, C = preflight(cfg)  # the folders and TensorBoard, before anything is made
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {cfg.device!r}: torch sees no CUDA device here; use --device cpu (or auto)")
     env = setup_env(cfg)
+    run = Path(cfg.out)
+    made = not run.exists()
+    check_output_folder(run)
+    try:
+        return _train_steps(cfg, env, bench, names, C)
+    except UserError:
+        if made and env.main and not RunFolder(run).checkpoints.exists() and not RunFolder(run).run_json.exists():
+            shutil.rmtree(run, ignore_errors=True)  # refused before anything was trained: no empty run folder left
+        raise
+
+
+def _train_steps(cfg: RunConfig, env: Env, bench, names: list[str], C: int) -> dict:
     rules = method(cfg.method)
     data, run = Path(cfg.data), Path(cfg.out)
-    bench, names, C = _budget_and_steps(cfg, data)
-    check_apart(run, {"data folder": data})
-    check_output_folder(run)
     folder = RunFolder(run)
     buckets = open_buckets(CuratedFolder(data).train_shards, names, folder.index_cache())
     sizes = [b.size for b in buckets]
-    jlog = JsonlLog(folder.log_jsonl, env.main)
+    jlog = JsonlLog(folder.log_jsonl, env.main, run / TENSORBOARD_DIR if cfg.tensorboard else None)
     run_doc = _run_doc(cfg, run, {"config": cfg.to_json(), "data": str(data.resolve()), "benchmark": bench.to_json(),
                                   "buckets": dict(zip(names, sizes)), "samples_per_step": C, "steps": {}})
     T = len(names)
     todo = [t for t in rules.steps_to_train(T) if not cfg.steps or names[t] in cfg.steps]
     prev_folder = None
-    for t in range(T):
-        folder = _step_folder(run, t, names[t])
-        if folder.exists():
+    try:
+        for t in range(T):
+            folder = _step_folder(run, t, names[t])
+            if folder.exists():
+                prev_folder = folder
+                continue
+            if t not in todo:
+                continue
+            warm = rules.warm_start and t > 0
+            if warm and prev_folder is None:
+                raise UserError(f"step {names[t]}: {cfg.method} warm-starts from step {names[t - 1]}, whose checkpoint is missing in {run}")
+            before = sum(int(s.get("samples", 0)) for k, s in run_doc["steps"].items() if k != names[t])
+            model, info, finetuned = _train_one(cfg, env, rules, run, buckets, t, names[t], C, prev_folder if warm else None,
+                                                jlog, before)
+            if env.main:
+                save_checkpoint(folder, model, cfg.model, info, finetuned=finetuned)
+                run_doc["steps"][names[t]] = info
+                write_json_atomic(RunFolder(run).run_json, run_doc)
+                shutil.rmtree(resume_folder(run), ignore_errors=True)
+            barrier(env)
+            jlog.write(event="step", global_samples=before + info["samples"], **info)
+            log.info("step %s done: %s samples, %d optimizer steps, loss %.3f -> %.3f, %.1f samples/s", names[t],
+                     f"{info['samples']:,}", info["optimizer_steps"], info["loss_first"], info["loss_last"],
+                     info["samples"] / max(info["seconds"], 1e-9))
             prev_folder = folder
-            continue
-        if t not in todo:
-            continue
-        warm = rules.warm_start and t > 0
-        if warm and prev_folder is None:
-            raise UserError(f"step {names[t]}: {cfg.method} warm-starts from step {names[t - 1]}, whose checkpoint is missing in {run}")
-        model, info, finetuned = _train_one(cfg, env, rules, run, buckets, t, names[t], C, prev_folder if warm else None, jlog)
-        if env.main:
-            save_checkpoint(folder, model, cfg.model, info, finetuned=finetuned)
-            run_doc["steps"][names[t]] = info
-            write_json_atomic(RunFolder(run).run_json, run_doc)
-            shutil.rmtree(resume_folder(run), ignore_errors=True)
-        barrier(env)
-        jlog.write(event="step", **info)
-        log.info("step %s done: %s samples, %d optimizer steps, loss %.3f -> %.3f, %.1f samples/s", names[t],
-                 f"{info['samples']:,}", info["optimizer_steps"], info["loss_first"], info["loss_last"],
-                 info["samples"] / max(info["seconds"], 1e-9))
-        prev_folder = folder
+    finally:
+        jlog.close()
     if env.main:
         write_json_atomic(RunFolder(run).run_json, run_doc)
     return run_doc
 
 
 def _train_one(cfg: RunConfig, env: Env, rules: Method, run: Path, buckets: list[Bucket], t: int, name: str, C: int,
-               warm_from: Path | None, jlog: JsonlLog) -> tuple[torch.nn.Module, dict, dict | None]:
+               warm_from: Path | None, jlog: JsonlLog, before: int = 0) -> tuple[torch.nn.Module, dict, dict | None]:
     """Step t's model (random init, or warm-started from `warm_from`) trained on the method's data
-    (with LwF's teacher, then Patching's interpolation); returns it and the step's info."""
+    (with LwF's teacher, then Patching's interpolation), validated at its end when asked (the model
+    the checkpoint holds); returns it and the step's info. `before`: samples of the run's other steps."""
     T = len(buckets)
     model, transform, tokenizer = build_model(cfg, cfg.seed, env.device)
     if warm_from is not None:
@@ -170,8 +179,9 @@ def _train_one(cfg: RunConfig, env: Env, rules: Method, run: Path, buckets: list
     macs = macs_per_sample(model, env.device, image_size, model.context_length)
     log.info("step %s (%d/%d): %s, %s samples, weights %s", name, t + 1, T, cfg.method, f"{budget:,}",
              ", ".join(f"{buckets[i].name}={w:.3f}" for i, w in enumerate(mix.weights) if w))
+    validator = Validator(Path(cfg.data), name, env.device, tokenizer) if cfg.validates and env.main else None
     stats = train_step(StepJob(cfg, env, run, model, teacher, transform, tokenizer, plan, t, name, jlog, macs,
-                               warmup=cfg.warmup_for(warm_from is not None)))
+                               warmup=cfg.warmup_for(warm_from is not None), samples_before=before, validator=validator))
     finetuned = None
     if rules.patching and warm_from is not None:
         stats["patched_with"] = str(warm_from.name)
@@ -179,6 +189,9 @@ def _train_one(cfg: RunConfig, env: Env, rules: Method, run: Path, buckets: list
         module = getattr(model, "module", model)
         finetuned = {k: v.detach().to("cpu").clone().contiguous() for k, v in module.state_dict().items()}
         _interpolate(cfg, env, model, warm_from)
+    if validator is not None:
+        validate(validator, model, jlog, step=name, step_index=t, samples=stats["samples"],
+                 global_samples=before + stats["samples"], at="end")
     info = {"step": name, "step_index": t, "method": cfg.method, "warm_start": warm_from is not None,
             "weights": list(mix.weights), "limits": list(mix.limits), "budget": budget,
             "device": env.device.type, "processes": env.world} | stats

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ticdata.layout import RunFolder
 from tic_train.transfer import in_domain_by_step, transfer_metrics, transfer_metrics_by_column
 
 PRIMARY = {"retrieval": "retrieval_recall@1", "classification": "acc1"}
 
 
 def step_matrix(run: Path, doc: dict, ckpts: list[Path], sets: list, cells: dict,
-                year_columns: list[tuple[str, int]] | None = None) -> dict:
+                year_columns: list[tuple[str, int]] | None = None, cell_paths: dict | None = None) -> dict:
     """matrix.json: E[i][j] = the model after step i on the eval set of column j, a benchmark step,
-    or with `year_columns` ((step, year) pairs) one calendar year of a step's held-out rows."""
+    or with `year_columns` ((step, year) pairs) one calendar year of a step's held-out rows;
+    `cells` names each cell's file (`cell_paths`: (checkpoint, set) -> path)."""
     buckets = list(doc["buckets"])
     steps = {c.name: int(c.name.split("-")[1]) for c in ckpts}
     n = len(buckets)
@@ -66,13 +66,17 @@ def step_matrix(run: Path, doc: dict, ckpts: list[Path], sets: list, cells: dict
         "static": static,
         "static_average": _static_average(static, len(ckpts)),
         "compute": compute,
-        "cells": {f"{c}/{k}": str(_cell_rel(run, c, k)) for (c, k) in sorted(cells)},
+        "cells": {f"{c}/{k}": _relative(run, (cell_paths or {}).get((c, k))) for (c, k) in sorted(cells)},
     }
 
 
-def _cell_rel(run: Path, ckpt: str, key: str) -> str:
-    hits = sorted(RunFolder(run).cells(ckpt).glob(f"{key}.*.json"))
-    return str(hits[-1].relative_to(run)) if hits else ""
+def _relative(run: Path, path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        return str(Path(path).relative_to(run))
+    except ValueError:
+        return str(path)
 
 
 def _static_average(static: dict, rows: int) -> list[float | None]:

@@ -2,7 +2,7 @@
 retraining. For every alpha and every patched step (steps after the first), the step's weights are
 re-interpolated from its saved fine-tuned weights (tic_train.patching) and scored on every dynamic
 eval set; the first step is not patched and keeps its row. Cells are cached like the run's own
-(RUN/eval/patching/alpha=<a>/<checkpoint>/<set>.<fingerprint>.json), and matrix.json gains
+(RUN/eval/patching/alpha=<a>/<checkpoint>/<set>.<model>.json, fingerprints inside: tic_train.cells), and matrix.json gains
 `patching_alpha`: per alpha and task, E and its transfer metrics."""
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import torch
 
 from ticdata.errors import UserError
 from ticdata.layout import RunFolder
-from ticdata.storage import write_json_atomic
+from tic_train.cells import cell_path, read_cell, write_cell
 from tic_train.checkpoint import FINETUNED
-from tic_train.documents import load_cell
 from tic_train.patching import patched_weights
 from tic_train.transfer import transfer_metrics
 
@@ -46,7 +45,7 @@ def _fingerprint(*files: Path) -> str:
 def score_alphas(run: Path, ckpts: list[Path], sets: list, buckets: list[str], cells: dict, alphas: list[float],
                  dev: torch.device, batch: int, pixels_cache: dict) -> dict:
     """{alpha: {task: {"E", "metrics"}}} for a Patching run (see the module docstring)."""
-    from tic_train.evaluate import evaluate_set, load_model, _preprocess_all
+    from tic_train.evaluate import checkpoint_architecture, evaluate_set, load_model, _preprocess_all
     from tic_train.matrix import PRIMARY
 
     patched = [(i, c) for i, c in enumerate(ckpts) if (c / FINETUNED).is_file() and i > 0]
@@ -62,10 +61,11 @@ def score_alphas(run: Path, ckpts: list[Path], sets: list, buckets: list[str], c
             previous = ckpts[i - 1]
             folder = RunFolder(run).eval_dir / "patching" / f"alpha={alpha:g}" / ckpt.name
             fp = _fingerprint(ckpt / FINETUNED, previous / "open_clip_model.safetensors")
+            arch = checkpoint_architecture(ckpt)
             model = preprocess = tokenizer = None
             for es in dyn:
-                path = folder / f"{es.key}.{fp}-{es.fingerprint}.json"
-                cell = load_cell(path) if path.exists() else None
+                path = cell_path(folder, es.key, arch)
+                cell = read_cell(path, f"{fp}-{es.fingerprint}")
                 if cell is None:
                     if model is None:
                         model, preprocess, tokenizer, _ = load_model(ckpt, dev)
@@ -75,7 +75,7 @@ def score_alphas(run: Path, ckpts: list[Path], sets: list, buckets: list[str], c
                         pixels_cache[sig] = _preprocess_all(es, preprocess)
                     cell = {"metrics": evaluate_set(model, tokenizer, pixels_cache[sig], es, dev, batch),
                             "tic": {"checkpoint": ckpt.name, "alpha": alpha, "previous": previous.name, "eval_set": es.key}}
-                    write_json_atomic(path, cell)
+                    write_cell(path, es.key, cell, f"{fp}-{es.fingerprint}")
                 scored[(ckpt.name, es.key)] = cell
         tasks = {}
         for kind, metric in PRIMARY.items():

@@ -23,7 +23,7 @@ from ticdata.errors import UserError
 from ticdata.layout import CuratedFolder, RunFolder, check_apart
 from ticdata.manifest import load_manifest_json
 from ticdata.storage import check_output_folder, write_json_atomic
-from tic_train.documents import load_cell
+from tic_train.cells import cell_path, read_cell, write_cell
 
 FROZEN = "frozen"
 
@@ -72,7 +72,8 @@ def evaluate_pretrained(data: Path, arch: str, pretrained: str, out: Path, devic
     """Score the model on every dynamic set of DATA; write OUT/run.json and OUT/eval/matrix.json."""
     import open_clip
 
-    from tic_train.evaluate import _preprocess_all, dynamic_sets, evaluate_set
+    from tic_train.evaluate import TASK_NAME, _preprocess_all, dynamic_sets, evaluate_set
+    from tic_train.results import result_rows, write_results
     from tic_train.matrix import PRIMARY, step_matrix
     from tic_train.tiny import quiet_model_creation, register_configs
 
@@ -93,9 +94,9 @@ def evaluate_pretrained(data: Path, arch: str, pretrained: str, out: Path, devic
     fp = _fingerprint(weights)
     model = preprocess = tokenizer = None
     scores: dict[str, dict] = {}
+    paths = {es.key: cell_path(folder, es.key, arch) for es in sets}
     for es in sets:
-        path = folder / f"{es.key}.{fp}-{es.fingerprint}.json"
-        cell = load_cell(path) if path.exists() else None
+        cell = read_cell(paths[es.key], f"{fp}-{es.fingerprint}")
         if cell is None:
             if model is None:
                 try:
@@ -105,10 +106,10 @@ def evaluate_pretrained(data: Path, arch: str, pretrained: str, out: Path, devic
                     raise UserError(f"{weights}: not weights of a {arch} model tic can load ({type(e).__name__})") from None
                 model.eval()
                 tokenizer = open_clip.get_tokenizer(arch)
-            cell = {"dataset": f"wds/{es.key}", "model": arch, "pretrained": str(weights),
-                    "metrics": evaluate_set(model, tokenizer, _preprocess_all(es, preprocess), es, dev, batch),
+            cell = {"dataset": f"wds/{es.key}", "model": arch, "pretrained": str(weights), "task": TASK_NAME[es.kind],
+                    "metrics": evaluate_set(model, tokenizer, _preprocess_all(es, preprocess), es, dev, batch), "language": "en",
                     "tic": {"eval_set": str(es.folder), "bucket": es.bucket, "samples": len(es.images)}}
-            write_json_atomic(path, cell)
+            cell = write_cell(paths[es.key], es.key, cell, f"{fp}-{es.fingerprint}")
         scores[es.key] = cell
     run_doc = {"config": {"method": method, "model": arch, "pretrained": str(weights)}, "data": str(data.resolve()),
                "benchmark": bench.to_json(), "buckets": {b: 0 for b in buckets}, "steps": {}}
@@ -116,8 +117,8 @@ def evaluate_pretrained(data: Path, arch: str, pretrained: str, out: Path, devic
     rows = [Path(f"step-{i:02d}-{b}") for i, b in enumerate(buckets)]  # the same model after every step
     matrix = step_matrix(out, run_doc, rows, sets, {(r.name, k): c for r in rows for k, c in scores.items()})
     matrix["rows"] = [{"checkpoint": "pretrained", "step": i} for i in range(len(buckets))]
-    matrix["cells"] = {f"pretrained/{k}": str(folder.relative_to(out) / f"{k}.{fp}-{s.fingerprint}.json")
-                       for k, s in ((es.key, es) for es in sets)}
+    matrix["cells"] = {f"pretrained/{k}": str(p.relative_to(out)) for k, p in paths.items()}
     matrix["pretrained"] = {"weights": str(weights), "tag": pretrained, "metrics": list(PRIMARY.values())}
     write_json_atomic(RunFolder(out).matrix_json, matrix)
+    write_results(out, result_rows(method, [("pretrained", None, None)], sets, {("pretrained", k): c for k, c in scores.items()}))
     return matrix

@@ -8,7 +8,8 @@ thread count). That resume checkpoint is written every `checkpoint_every` update
 5 minutes). An update may be split into `accum_freq` micro-batches (the loss stays the whole
 batch's: features of the other micro-batches are computed without gradients and concatenated), and
 LwF adds a distillation term to the previous step's model (the teacher). Every `log_every` updates
-a line goes to RUN/log.jsonl (loss, lr, samples/s).
+a line goes to RUN/log.jsonl (loss, lr, samples/s, the step's and the run's samples), and every
+`val_every` samples the model is validated (tic_train.validation) without touching training state.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tic_train.env import Env, autocast, barrier, rng_state, set_rng_state
 from tic_train.jsonlog import JsonlLog
 from tic_train.losses import clip_loss_fn, distillation, gather
 from tic_train.optim import clamp_logit_scale, lr_at, make_optimizer, set_lr
+from tic_train.validation import Validator, due, validate
 
 log = logging.getLogger(__name__)
 DEFAULT_CHECKPOINT_SECONDS = 300.0
@@ -56,6 +58,8 @@ class StepJob:
     log: JsonlLog
     macs: int  # forward multiply-accumulates per sample
     warmup: int = 0  # optimizer steps of linear warmup (cfg.warmup_first, or warmup_later when warm-started)
+    samples_before: int = 0  # samples the run trained in its earlier steps (the x axis of TensorBoard's scalars)
+    validator: Validator | None = None  # scores the model every cfg.val_every samples (main process only)
 
     @property
     def resume_folder(self) -> Path:
@@ -83,13 +87,18 @@ def train_step(job: StepJob) -> dict:
         lr = lr_at(n, total, job.warmup, cfg.lr)
         loss = _update(job, ddp, opt, loss_fn, images.to(env.device, non_blocking=True), tokens.to(env.device, non_blocking=True), lr)
         lv = float(loss.detach())
+        before = counters["samples"]
         tally.add(plan.batch(n)[0], bad, lv)  # the global batch's draws, counted once (every rank knows them)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{lv:.3f}")
         if (n + 1) % cfg.log_every == 0 or n + 1 == total:
             job.log.write(event="interval", step=job.name, step_index=job.t, batch=n + 1, batches=total, lr=lr,
-                          samples=counters["samples"], **tally.take_interval())
+                          samples=counters["samples"], global_samples=job.samples_before + counters["samples"],
+                          **tally.take_interval())
+        if job.validator is not None and env.main and n + 1 < total and due(cfg.val_every, before, counters["samples"]):
+            tally.pause(validate(job.validator, job.model, job.log, step=job.name, step_index=job.t, samples=counters["samples"],
+                                 global_samples=job.samples_before + counters["samples"], at=f"batch {n + 1}"))
         if n + 1 < total and tally.checkpoint_due(cfg.checkpoint_every, n + 1):
             _save_resume(job, opt, n + 1, tally)
     if bar is not None:
@@ -231,6 +240,11 @@ class _Tally:
         rec = {"loss": self.loss / self.n, "samples_per_s": self.samples / dt if dt > 0 else None}
         self._new_interval()
         return rec
+
+    def pause(self, seconds: float) -> None:
+        """Time spent on something else (validation) is neither training time nor interval time."""
+        self.t0 += seconds
+        self.since += seconds
 
     def checkpoint_due(self, every: int, done: int) -> bool:
         if every:
