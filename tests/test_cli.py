@@ -92,3 +92,41 @@ def test_synth_pool_command(tmp_path, capsys):
     summary = json.loads((tmp_path / "p" / "_synth.json").read_text())
     assert summary["rows"] == 3000 and summary["seed"] == 4
     assert main(["synth", "pool", "--rows", "3000", "--out", str(tmp_path / "p")]) == 2  # refuses to overwrite
+
+
+def test_every_verb_refuses_a_wrong_folder_by_its_real_path_before_heavy_imports(tmp_path):
+    """A folder that is not a curation or a run is named as given, in one line, before torch,
+    open_clip or Ray is imported (a refusal costs well under a second); the main folder is
+    positional everywhere, `tic train` included."""
+    wrong = tmp_path / "not-a-curation"
+    wrong.mkdir()
+    cases = {
+        "download": ["download", str(wrong)],
+        "evalsets": ["evalsets", str(wrong)],
+        "audit": ["audit", str(wrong), "--out", str(tmp_path / "audit")],
+        "uids": ["uids", "export", str(wrong), "--out", str(tmp_path / "uids")],
+        "train": ["train", str(wrong), "--out", str(tmp_path / "run"), "--method", "sequential"],
+        "train --data": ["train", "--data", str(wrong), "--out", str(tmp_path / "run"), "--method", "sequential"],
+        "eval": ["eval", str(wrong)],
+        "report": ["report", str(wrong), "--out", str(tmp_path / "report")],
+    }
+    code = ("import contextlib, io, json, sys; from ticdata.cli import main\n"
+            "res = {}\n"
+            "for name, argv in json.loads(sys.argv[1]).items():\n"
+            "    err = io.StringIO()\n"
+            "    with contextlib.redirect_stderr(err):\n"
+            "        res[name] = [main(['-q', *argv]), err.getvalue()]\n"
+            "print(json.dumps([res, sorted(m for m in ('torch', 'open_clip', 'ray') if m in sys.modules)]))")
+    r = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res, loaded = json.loads(r.stdout.strip().splitlines()[-1])
+    assert loaded == []
+    for name, (status, err) in res.items():
+        lines = err.strip().splitlines()
+        assert status == 2 and len(lines) == 1 and str(wrong) in lines[0] and " DIR" not in lines[0], (name, err)
+    assert not any((tmp_path / p).exists() for p in ("audit", "uids", "run", "report"))
+
+
+def test_the_top_level_help_describes_every_stage():
+    text = build_parser().format_help()
+    assert "later verbs" not in text and "curate -> download" in text

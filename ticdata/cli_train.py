@@ -3,6 +3,7 @@ trainer package (`tic_train`) is imported inside the commands, so the data verbs
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ticdata.cli_args import count, non_negative, port, positive, share
@@ -29,6 +30,9 @@ def cmd_train(args) -> int:
     from tic_train.config import MissingKeys, load_config
     from tic_train.preflight import preflight
 
+    if args.data_dir and args.data and Path(args.data_dir) != Path(args.data):
+        raise UserError(f"train: two data folders, {args.data_dir} and --data {args.data}; give one")
+    args.data = args.data or args.data_dir
     overrides = {k: getattr(args, k) for k in _TRAIN_FLAGS}
     for flag in ("grad_checkpointing", "deterministic", "val"):
         if getattr(args, flag):
@@ -56,6 +60,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from tic_train.documents import load_run_doc
+
+    for run in args.runs or []:
+        load_run_doc(Path(run))  # a folder that is not a run is refused before torch is imported
     from tic_train.evaluate import evaluate_run, format_matrix
 
     static = {}
@@ -114,13 +122,16 @@ def cmd_demo(args) -> int:
     from tic_train.report import load_matrices, metrics_table
 
     methods = list(METHODS) if args.methods == "all" else [m.strip() for m in (args.methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
-    res = run_demo(Path(args.out), methods, port=args.port, pairs=args.pairs_per_step, progress=not args.quiet)
+    res = run_demo(Path(args.out), methods, port=args.port, pairs=args.pairs_per_step, progress=not args.quiet,
+                   samples_per_step=args.samples_per_step)
     print()
     print(metrics_table(load_matrices([Path(r) for r in res["runs"]])))
     print()
     print("timestamp audit of the world (" + res["audit_report"] + "):")
     print("  " + res["audit"].replace("\n", "\n  "))
     print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in res["times"].items()) + f"; total {res['seconds']}")
+    print(f"data (curated, downloaded, eval sets): {Path(res['data']).resolve()}")
+    print(f"runs: {', '.join(str(Path(r).resolve()) for r in res['runs'])}")
     print(f"report: {Path(res['report']).resolve()}")
     return 0
 
@@ -138,7 +149,9 @@ def add_train(sub, common) -> None:
     tp.add_argument("--preset", metavar="NAME", help="a shipped run config: the paper's scales (tic-datacomp/medium, "
                     "tic-datacomp/large, tic-datacomp/xlarge, tic-yfcc/medium, tic-redcaps/medium); --config and flags override it")
     tp.add_argument("--config", metavar="RUN.toml", help="a TOML run config; flags override it")
-    tp.add_argument("--data", help="a folder after tic evalsets")
+    tp.add_argument("data_dir", nargs="?", metavar="DATA", help="a folder after tic evalsets (as every data verb takes "
+                    "its folder; --data DATA works too)")
+    tp.add_argument("--data", help=argparse.SUPPRESS)
     tp.add_argument("--out", help="the run folder")
     tp.add_argument("--method", choices=_methods(), metavar="METHOD", help="the continual method (required unless --config "
                     "or --preset sets it): " + ", ".join(_methods() or ()))
@@ -227,4 +240,6 @@ def add_demo(sub, common) -> None:
     dm.add_argument("--methods", help="comma-separated continual methods, or 'all' (default sequential,cumulative-all,oracle)")
     dm.add_argument("--port", type=port, default=8765, help="port of the image server on 127.0.0.1 (default 8765)")
     dm.add_argument("--pairs-per-step", type=positive, default=3300, help="world pairs per step (default 3300)")
+    dm.add_argument("--samples-per-step", type=positive, metavar="N", help="training samples per step (default: the demo "
+                    "benchmark's 20,000); fewer for a quicker look")
     dm.set_defaults(func=cmd_demo)

@@ -200,7 +200,7 @@ def load_config(path: str | None, overrides: dict, preset: str | None = None, re
 
 def check(cfg: RunConfig) -> None:
     if not cfg.data:
-        raise UserError("no data folder: set data = DIR in the config or pass --data DIR (a folder after tic evalsets)")
+        raise UserError("no data folder: give it (tic train DATA --out RUN --method M; DATA: a folder after tic evalsets) or set data = \"...\" in the config")
     if not cfg.out:
         raise UserError("no output folder: set out = RUN in the config or pass --out RUN")
     if cfg.method not in METHODS:

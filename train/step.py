@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,12 +141,12 @@ def _loader(job: StepJob, start: int) -> torch.utils.data.DataLoader:
 
 
 def _progress_bar(job: StepJob, start: int):
+    """A bar on a terminal; in a log file one line every TIC_PROGRESS_SECONDS (30 s) and at the step's end."""
     if not (job.cfg.progress and job.env.main):
         return None
-    from tqdm import tqdm
+    from ticdata.progress import progress
 
-    return tqdm(total=job.plan.batches, initial=start, desc=f"step {job.name}", unit="batch", file=sys.stderr, leave=False,
-                disable=None, mininterval=1.0)  # no bar when stderr is not a terminal (logs stay readable)
+    return progress(job.plan.batches, initial=start, desc=f"step {job.name}", unit="batch")
 
 
 def _update(job: StepJob, ddp, opt, loss_fn, images: torch.Tensor, tokens: torch.Tensor, lr: float) -> torch.Tensor:

@@ -106,9 +106,9 @@ def make_pool(
 
     bar = None
     if progress:
-        from tqdm import tqdm
+        from ticdata.progress import progress as progress_lines
 
-        bar = tqdm(total=rows, unit="row", unit_scale=True, desc=f"synth pool -> {out}")
+        bar = progress_lines(rows, desc=f"synth pool -> {out}", unit="row")
     with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
         for i, (codes, valid_pid) in enumerate(ex.map(build, range(n_files))):
             found += codes
