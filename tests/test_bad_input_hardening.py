@@ -83,7 +83,7 @@ def test_an_unwritable_out_is_refused_before_any_work(tmp_path, capsys):
     pl.DataFrame(GOOD).write_parquet(tmp_path / "ok.parquet")
     (tmp_path / "afile").write_text("x")
     for out, why in ((tmp_path / "afile" / "out", "cannot write"), (Path("/proc/tic-test-out"), "cannot write")):
-        code, err = run(["-q", "curate", str(tmp_path / "ok.parquet"), "--out", str(out)], capsys)  # Ray executor
+        code, err = run(["-q", "curate", str(tmp_path / "ok.parquet"), "--out", str(out), "--executor", "ray"], capsys)
         assert code == 2
         one_line(err, str(out), why)
 

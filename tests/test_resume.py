@@ -84,7 +84,7 @@ def _run_and_kill(args: list[str], out: Path, until) -> None:
 )
 def test_killed_ray_run_resumes_to_identical_bytes(pool, reference, tmp_path, kill_point):
     out = tmp_path / "out"
-    args = ["curate", str(pool), "--out", str(out), *CURATE_FLAGS]
+    args = ["curate", str(pool), "--out", str(out), "--executor", "ray", *CURATE_FLAGS]
     _run_and_kill(args, out, kill_point)
     assert not (out / "manifest.json").exists()
     done_before = _markers(out)
@@ -163,3 +163,43 @@ def test_lost_intermediate_files_are_recomputed(pool, reference, tmp_path):
     assert res.returncode == 0, res.stderr
     assert tree_digest(out) == reference
     assert not list(scratch.glob("tic-curate-*"))
+
+
+def test_a_small_input_runs_in_process_with_the_same_bytes_and_a_named_cluster_still_gets_ray(pool, reference, tmp_path):
+    """`--executor auto` (the default): below SMALL_INPUT_BYTES a local Ray's start would cost more than
+    it saves, so the tasks run in this process (Ray is never imported) and write the same bytes."""
+    import json
+
+    from ticdata.cli_args import SMALL_INPUT_BYTES
+
+    assert sum(p.stat().st_size for p in pool.rglob("*.parquet")) < SMALL_INPUT_BYTES
+    out = tmp_path / "auto"
+    code = ("import json, sys; from ticdata.cli import main\n"
+            "rc = main(sys.argv[1:])\n"
+            "print(json.dumps([rc, 'ray' in sys.modules]))")
+    r = subprocess.run([sys.executable, "-c", code, "curate", str(pool), "--out", str(out), "-q", *CURATE_FLAGS],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [0, False]
+    assert tree_digest(out) == reference
+    # a named cluster (flag or RAY_ADDRESS), or --executor ray, gets Ray whatever the input's size
+    import argparse
+
+    from ticdata.cli_args import executor
+
+    def chosen(env_address=None, **flags):
+        args = argparse.Namespace(**({"executor": "auto", "ray_address": None, "num_cpus": None} | flags))
+        old = os.environ.pop("RAY_ADDRESS", None)
+        try:
+            if env_address:
+                os.environ["RAY_ADDRESS"] = env_address
+            return type(executor(args, work_bytes=1000)).__name__
+        finally:
+            os.environ.pop("RAY_ADDRESS", None)
+            if old is not None:
+                os.environ["RAY_ADDRESS"] = old
+
+    assert chosen() == "InlineExecutor"
+    assert chosen(ray_address="127.0.0.2:6379") == chosen(env_address="127.0.0.2:6379") == chosen(executor="ray") == "RayExecutor"
+    args = argparse.Namespace(executor="auto", ray_address=None, num_cpus=None)
+    assert type(executor(args, work_bytes=SMALL_INPUT_BYTES)).__name__ == type(executor(args)).__name__ == "RayExecutor"

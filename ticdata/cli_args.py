@@ -49,12 +49,30 @@ non_negative = _bounded(float, "a finite number >= 0", lambda n: n >= 0, "A fini
 port = _bounded(int, "a TCP port (1-65535)", lambda n: 1 <= n <= 65535, "A TCP port.")
 
 
-def executor(args):
+# Below this much input a local Ray (start, stop, task overhead; each task one Polars thread) is
+# slower than the same tasks one by one in this process (each using every core through Polars):
+# on 2 cores, 1M rows (57 MB) 6.0 s inline against 17-19 s on Ray, 4M (225 MB) 19.4 s against
+# 22.5-25.7 s, 16M (900 MB) 86.7 s against 70.7 s (README, "Scale, Ray and resuming").
+SMALL_INPUT_BYTES = 256 << 20
+
+
+def executor(args, work_bytes: int | None = None):
+    """The executor a verb runs its tasks on. `--executor auto` (the default) runs a small input
+    (`work_bytes` below SMALL_INPUT_BYTES) in this process, the same tasks in the same order, so
+    the same bytes; anything larger, or any named Ray cluster, goes to Ray."""
+    import logging
+    import os
+
     from ticdata.executor import InlineExecutor, RayExecutor
 
     if args.executor == "inline":
         if args.ray_address:
             raise UserError("--ray-address needs --executor ray")
+        return InlineExecutor()
+    small = work_bytes is not None and work_bytes < SMALL_INPUT_BYTES
+    if args.executor == "auto" and small and not args.ray_address and not os.environ.get("RAY_ADDRESS"):
+        logging.getLogger("ticdata").info("%.1f MB of input: running in this process, no Ray start (--executor ray "
+                                          "to use Ray anyway)", work_bytes / 1e6)
         return InlineExecutor()
     return RayExecutor(address=args.ray_address, num_cpus=args.num_cpus)
 
@@ -62,6 +80,7 @@ def executor(args):
 def add_executor_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
     g.add_argument("--ray-address", metavar="A", help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray sized to this machine)")
-    g.add_argument("--executor", choices=["ray", "inline"], default="ray",
-                   help="ray (default) runs tasks in parallel; inline runs them one by one in this process, for debugging")
+    g.add_argument("--executor", choices=["auto", "ray", "inline"], default="auto",
+                   help="auto (default): Ray, or this process for a small input (where starting Ray costs more than it "
+                   "saves); ray: always Ray; inline: tasks one by one in this process (debugging). Same bytes either way")
     g.add_argument("--num-cpus", type=positive, metavar="N", help="CPUs of the local Ray instance (default: all)")

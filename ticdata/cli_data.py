@@ -42,7 +42,7 @@ def cmd_curate(args) -> int:
     if doc is not None:
         log.info("%s is already curated from these inputs; nothing to do", config.out)
     else:
-        with executor(args) as ex:
+        with executor(args, work_bytes=sum(f.size for f in plan.inputs)) as ex:
             doc = curate(config, ex, plan)
     print(format_bucket_table(doc))
     print(f"manifest: {Path(args.out).resolve() / 'manifest'}  ({doc['rows']:,} rows)")

@@ -52,10 +52,9 @@ class TaskFailed(RuntimeError):
 def _call(fn: Callable[..., dict], args: tuple) -> dict:
     stats = fn(*args)
     stats.setdefault("_host", socket.gethostname())
+    ray = sys.modules.get("ray")  # never imported for it: an inline run stays free of Ray's import cost
     try:
-        import ray
-
-        if ray.is_initialized():
+        if ray is not None and ray.is_initialized():
             stats["_node"] = ray.get_runtime_context().get_node_id()
     except Exception:  # pragma: no cover - Ray absent or not a worker
         pass
