@@ -12,6 +12,10 @@ has several processes, and not DuckDB's single one).
 
     .venv/bin/python scripts/bench_curate.py              # 16M rows and 4M rows, 3 runs each
     .venv/bin/python scripts/bench_curate.py --rows 2000000 --repeats 2
+    .venv/bin/python scripts/bench_curate.py --shape all --rows 16000000   # every pool shape, one table
+
+Pool shapes (`--shape`, comma-separated or `all`): the file size, the row-group size and the
+sightings per uid vary, since a benchmark tuned to one generated pool proves little.
 """
 
 from __future__ import annotations
@@ -104,18 +108,30 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, dict]:
     return wall, peaks
 
 
-def ensure_pool(root: Path, rows: int) -> Path:
-    pool = root / f"pool-{rows}"
+# name: (rows per file, rows per row group, share of rows re-sighting an earlier pair, what it is)
+SHAPES = {
+    "default": (1_000_000, 131_072, 0.25, "1M-row files (~56 MB), 131k-row groups, 1.33 sightings/uid"),
+    "many-small": (180_000, 10_000, 0.25, "~10 MB files, 10k-row groups"),
+    "few-large": (9_000_000, 1_000_000, 0.25, "~500 MB files, 1M-row groups"),
+    "unique": (1_000_000, 131_072, 0.0, "1 sighting per uid"),
+    "resighted": (1_000_000, 131_072, 0.75, "4 sightings per uid"),
+}
+
+
+def ensure_pool(root: Path, rows: int, shape: str = "default") -> Path:
+    per_file, group, share, _ = SHAPES[shape]
+    pool = root / f"pool-{shape}-{rows}"
     summary = pool / "_synth.json"
     if summary.exists() and json.loads(summary.read_text())["rows"] == rows:
         return pool
-    print(f"making a {rows:,}-row pool in {pool} ...", flush=True)
-    subprocess.run([str(BIN / "tic"), "synth", "pool", "--rows", str(rows), "--out", str(pool), "--overwrite", "-q"], check=True)
+    print(f"making a {rows:,}-row {shape} pool in {pool} ...", flush=True)
+    subprocess.run([str(BIN / "tic"), "synth", "pool", "--rows", str(rows), "--out", str(pool), "--overwrite", "-q",
+                    "--rows-per-file", str(per_file), "--row-group-rows", str(group), "--resight-share", str(share)], check=True)
     return pool
 
 
-def bench_size(root: Path, rows: int, repeats: int, threads: int) -> dict:
-    pool = ensure_pool(root, rows)
+def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "default") -> dict:
+    pool = ensure_pool(root, rows, shape)
     collinfo = REPO / "ticdata" / "data" / "collinfo.json"
     ours, duck = [], []
     for i in range(repeats):
@@ -136,6 +152,8 @@ def bench_size(root: Path, rows: int, repeats: int, threads: int) -> dict:
     med = lambda xs: statistics.median(x[0] for x in xs)  # noqa: E731
     peak = lambda xs, k: max(x[1].get(k, 0) for x in xs)  # noqa: E731
     return {
+        "shape": shape,
+        "pool_mb": sum(f.stat().st_size for f in pool.glob("pool-*.parquet")) / 1e6,
         "rows": rows,
         "kept": doc["ledger"]["kept"],
         "tic_s": med(ours),
@@ -154,15 +172,21 @@ def main() -> None:
     ap.add_argument("--workdir", default=os.environ.get("TIC_BENCH_DIR", str(Path(tempfile.gettempdir()) / "tic-bench")))
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="DuckDB threads (default: all cores)")
     ap.add_argument("--keep", action="store_true", help="keep the pools for the next run")
+    ap.add_argument("--shape", default="default", help=f"pool shapes, comma-separated, or all: {', '.join(SHAPES)}")
     args = ap.parse_args()
     root = Path(args.workdir)
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    shapes = list(SHAPES) if args.shape == "all" else [x.strip() for x in args.shape.split(",") if x.strip()]
+    unknown = [x for x in shapes if x not in SHAPES]
+    if unknown:
+        sys.exit(f"--shape: unknown {', '.join(unknown)}; choose from {', '.join(SHAPES)} or all")
     results = []
     try:
-        for rows in (args.rows // 4, args.rows):
-            print(f"{rows:,} rows:", flush=True)
-            results.append(bench_size(root, rows, args.repeats, args.threads))
+        for shape in shapes:
+            for rows in (args.rows // 4, args.rows):
+                print(f"{shape}, {rows:,} rows:", flush=True)
+                results.append(bench_size(root, rows, args.repeats, args.threads, shape))
     finally:
         for d in root.glob("out-*"):
             shutil.rmtree(d, ignore_errors=True)
@@ -172,15 +196,19 @@ def main() -> None:
             if created:
                 shutil.rmtree(root, ignore_errors=True)
     print()
-    print(f"{'rows':>12} {'tic s':>8} {'duckdb s':>9} {'tic/duckdb':>10} {'tic rows/s':>11} {'duckdb rows/s':>13}"
-          f" {'tic peak GiB':>12} {'(1 proc)':>8} {'duckdb GiB':>10}")
+    print(f"{'shape':<11} {'pool MB':>8} {'rows':>12} {'tic s':>8} {'duckdb s':>9} {'tic/duckdb':>10} {'tic rows/s':>11}"
+          f" {'duckdb rows/s':>13} {'tic peak GiB':>12} {'(1 proc)':>8} {'duckdb GiB':>10}")
     for r in results:
-        print(f"{r['rows']:>12,} {r['tic_s']:>8.1f} {r['duckdb_s']:>9.1f} {r['tic_s'] / r['duckdb_s']:>10.2f}"
-              f" {r['rows'] / r['tic_s']:>11,.0f} {r['rows'] / r['duckdb_s']:>13,.0f}"
+        print(f"{r['shape']:<11} {r['pool_mb']:>8,.0f} {r['rows']:>12,} {r['tic_s']:>8.1f} {r['duckdb_s']:>9.1f}"
+              f" {r['tic_s'] / r['duckdb_s']:>10.2f} {r['rows'] / r['tic_s']:>11,.0f} {r['rows'] / r['duckdb_s']:>13,.0f}"
               f" {r['tic_tree_gib']:>12.2f} {r['tic_process_gib']:>8.2f} {r['duckdb_tree_gib']:>10.2f}")
-    small, big = results
-    print(f"\nmedians of {args.repeats} runs; x{big['rows'] / small['rows']:.0f} rows -> tic time x{big['tic_s'] / small['tic_s']:.2f},"
-          f" duckdb time x{big['duckdb_s'] / small['duckdb_s']:.2f}, tic peak memory x{big['tic_tree_gib'] / small['tic_tree_gib']:.2f}")
+    print()
+    for shape in shapes:
+        small, big = [r for r in results if r["shape"] == shape]
+        print(f"{shape:<11} {SHAPES[shape][3]}: x{big['rows'] / small['rows']:.0f} rows -> tic time "
+              f"x{big['tic_s'] / small['tic_s']:.2f}, duckdb time x{big['duckdb_s'] / small['duckdb_s']:.2f}, "
+              f"tic peak memory x{big['tic_tree_gib'] / small['tic_tree_gib']:.2f}")
+    print(f"medians of {args.repeats} runs; tic with its default executor (in process under 256 MiB of input, else a local Ray)")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_bench_curate_runs(tmp_path):
     res = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "bench_curate.py"), "--rows", "200000", "--repeats", "1", "--workdir", str(tmp_path)],
+        [sys.executable, str(REPO / "scripts" / "bench_curate.py"), "--rows", "200000", "--repeats", "1", "--workdir", str(tmp_path),
+         "--shape", "many-small,resighted"],
         capture_output=True, text=True, timeout=600,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "tic/duckdb" in res.stdout and "200,000" in res.stdout and "50,000" in res.stdout
+    rows = [line.split() for line in res.stdout.splitlines()]
+    table = [r for r in rows if r and r[0] in ("many-small", "resighted") and len(r) == 11]
+    assert [(r[0], r[2]) for r in table] == [("many-small", "50,000"), ("many-small", "200,000"),
+                                             ("resighted", "50,000"), ("resighted", "200,000")]
+    assert all(float(r[5]) > 0 for r in table)  # a ratio per shape and size (DuckDB's kept rows equal tic's: asserted inside)
     assert not list(tmp_path.iterdir())  # pools and outputs cleaned up
 
 

@@ -249,3 +249,18 @@ def test_a_200k_row_pool_with_default_files_is_what_its_summary_says(tmp_path):
     kept = valid["uid"].n_unique()
     assert s["expected"] == {"valid_rows": valid.height, "kept": kept, "duplicates": valid.height - kept}
     assert s["resightings"] == 200_000 // 4 and s["unique_pairs"] == 200_000 - 200_000 // 4
+
+
+@pytest.mark.parametrize("share,sightings", [(0.0, 1.0), (0.75, 4.0)])
+def test_the_resight_share_sets_sightings_per_uid_and_the_summary_stays_exact(tmp_path, share, sightings):
+    """The benchmark's pool shapes (1 to 4 sightings per uid) keep an exact summary: the valid rows,
+    the distinct uids a curation keeps and the duplicates it drops, counted here by a query."""
+    rows = 40_000
+    s = make_pool(tmp_path / "p", rows=rows, seed=2, rows_per_file=15_000, row_group_rows=4_000, resight_share=share)
+    assert s["unique_pairs"] == rows - round(rows * share)
+    df = _read(tmp_path / "p")
+    assert df.height == rows and rows / df["uid"].n_unique() == pytest.approx(sightings, rel=0.02)
+    valid = _valid(df)
+    kept = valid["uid"].n_unique()
+    assert s["expected"] == {"valid_rows": valid.height, "kept": kept, "duplicates": valid.height - kept}
+    assert pq.ParquetFile(tmp_path / "p" / "pool-00000.parquet").metadata.num_row_groups == 4  # 15,000 rows in groups of 4,000

@@ -13,7 +13,8 @@ def cmd_synth_pool(args) -> int:
 
     summary = make_pool(
         Path(args.out), rows=args.rows, seed=args.seed, rows_per_file=args.rows_per_file,
-        overwrite=args.overwrite, progress=not args.quiet,
+        row_group_rows=args.row_group_rows, resight_share=args.resight_share, overwrite=args.overwrite,
+        progress=not args.quiet,
     )
     print(f"wrote {summary['rows']:,} rows in {summary['files']} files to {args.out} "
           f"({summary['unique_pairs']:,} pairs, {summary['resightings']:,} re-sightings, "
@@ -64,6 +65,9 @@ def add_synth(sub, common) -> None:
     sp.add_argument("--out", required=True, help="output folder (pool-NNNNN.parquet, _synth.json)")
     sp.add_argument("--seed", type=count, default=0, help="random seed; equal seeds give equal bytes (default 0)")
     sp.add_argument("--rows-per-file", type=positive, default=1_000_000, help="rows per Parquet file (default 1,000,000)")
+    sp.add_argument("--row-group-rows", type=positive, default=131_072, help="rows per Parquet row group (default 131,072)")
+    sp.add_argument("--resight-share", type=share, default=0.25, metavar="F", help="share of rows that re-sight an "
+                    "earlier pair (default 0.25: 1.33 sightings per uid; 0.75: 4)")
     sp.add_argument("--overwrite", action="store_true", help="replace an existing pool in OUT")
     sp.set_defaults(func=cmd_synth_pool)
 

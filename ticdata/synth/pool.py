@@ -40,7 +40,7 @@ import numpy as np
 from ticdata.errors import UserError
 from ticdata.snapshots import SnapshotTable
 from ticdata.storage import atomic_file, write_json_atomic
-from ticdata.synth.pool_plan import CODE_REASON, REASONS, BadRowRates, plan_pool
+from ticdata.synth.pool_plan import CODE_REASON, REASONS, RESIGHT_SHARE, BadRowRates, plan_pool
 from ticdata.synth.pool_rows import COLUMNS, file_frame
 
 __all__ = ["COLUMNS", "FILE_PATTERN", "REASONS", "SUMMARY_NAME", "ZSTD_LEVEL", "BadRowRates", "make_pool"]
@@ -65,6 +65,7 @@ def make_pool(
     rates: BadRowRates | None = None,
     snapshots: SnapshotTable | None = None,
     *,
+    resight_share: float = RESIGHT_SHARE,
     overwrite: bool = False,
     workers: int = 2,
     progress: bool = False,
@@ -79,6 +80,8 @@ def make_pool(
     for name, value, least in (("rows", rows, 1), ("rows_per_file", rows_per_file, 1), ("row_group_rows", row_group_rows, 1), ("seed", seed, 0)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
             raise UserError(f"synthetic pool: {name}={value!r}; expected a whole number >= {least}")
+    if not 0.0 <= resight_share < 0.95:
+        raise UserError(f"synthetic pool: resight_share={resight_share!r}; expected a share in [0, 0.95)")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; choose another --out")
     old = _existing(out)
@@ -87,7 +90,7 @@ def make_pool(
     rates = rates or BadRowRates()
     table = snapshots or SnapshotTable.load()
 
-    plan, planted = plan_pool(int(rows), int(seed), rates, table)
+    plan, planted = plan_pool(int(rows), int(seed), rates, table, float(resight_share))
     out.mkdir(parents=True, exist_ok=True)
     for p in old:
         p.unlink()

@@ -169,10 +169,12 @@ def _first_sighting_weights(table: SnapshotTable) -> np.ndarray:
     return w / w.sum()
 
 
-def plan_pool(rows: int, seed: int, rates: BadRowRates, table: SnapshotTable) -> tuple[Plan, dict[str, int]]:
-    """Everything global: row order, planted defects, snapshot windows and the string tables."""
+def plan_pool(rows: int, seed: int, rates: BadRowRates, table: SnapshotTable,
+              resight_share: float = RESIGHT_SHARE) -> tuple[Plan, dict[str, int]]:
+    """Everything global: row order, planted defects, snapshot windows and the string tables.
+    `resight_share` of the rows re-sight an earlier pair: 1 / (1 - share) sightings per pair on average."""
     planted = rates.counts(rows)
-    n_resight = int(round(rows * RESIGHT_SHARE))
+    n_resight = int(round(rows * resight_share))
     n_pairs = rows - n_resight
     hasher = Hasher(seed)
     rng = np.random.default_rng(np.random.SeedSequence(seed))
