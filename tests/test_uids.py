@@ -93,3 +93,20 @@ def test_a_uid_in_two_lists_is_refused(curated, tmp_path):
     write_uid_file(tmp_path / "b.npy", [uid])
     with pytest.raises(UserError, match="more than one uid file"):
         import_uids(curated, [str(tmp_path / "a.npy"), str(tmp_path / "b.npy")], tmp_path / "sel")
+
+
+def test_a_uid_file_whose_header_does_not_tokenize_is_refused_by_name(tmp_path):
+    """Found by the fuzz test: bits flipped inside the .npy header's dict made numpy's header parser
+    raise tokenize.TokenError, which escaped as a traceback."""
+    import numpy as np
+
+    from ticdata.errors import UserError
+    from ticdata.uidlists import read_uid_array
+
+    path = tmp_path / "2017.npy"
+    np.save(path, np.array([(1, 2), (3, 4)], dtype="u8,u8"))
+    data = bytearray(path.read_bytes())
+    data[data.index(b"}")] = ord("(")  # an unclosed bracket: the header no longer tokenizes
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="2017.npy: not a numpy uid file"):
+        read_uid_array(path)

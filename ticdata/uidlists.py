@@ -7,6 +7,7 @@ TiC uid files use this layout). Loading never unpickles (`allow_pickle=False`).
 from __future__ import annotations
 
 import io
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def read_uid_array(path: Path) -> np.ndarray:
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = read_header(fh)
             offset = fh.tell()
-    except (ValueError, OSError, SyntaxError) as e:
+    except (ValueError, OSError, SyntaxError, TypeError, tokenize.TokenError) as e:  # numpy tokenizes the header
         hint = " (an .npz archive?)" if path.read_bytes()[:2] == b"PK" else ""
         raise UserError(f"{path}: not a numpy uid file{hint} ({str(e).splitlines()[0][:120]}); expected DataComp's `u8,u8` .npy") from None
     if dtype.hasobject:
