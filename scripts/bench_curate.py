@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from ticdata.layout import CuratedFolder
+from ticdata.layout import CuratedFolder, done_mark
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -130,39 +130,75 @@ def ensure_pool(root: Path, rows: int, shape: str = "default") -> Path:
     return pool
 
 
-def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "default") -> dict:
+def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "default",
+               executors: tuple[str, ...] = ("auto",)) -> list[dict]:
+    """One pool: each repeat runs tic once per executor, then DuckDB; one result per executor."""
     pool = ensure_pool(root, rows, shape)
     collinfo = REPO / "ticdata" / "data" / "collinfo.json"
-    ours, duck = [], []
+    ours: dict[str, list] = {e: [] for e in executors}
+    duck = []
     for i in range(repeats):
-        out = root / "out-tic"
-        shutil.rmtree(out, ignore_errors=True)
-        wall, peaks = timed([str(BIN / "tic"), "curate", str(pool), "--out", str(out), "-q"])
-        ours.append((wall, peaks))
-        doc = json.loads(CuratedFolder(out).manifest_json.read_text())
+        line = []
+        for ex in executors:
+            out = root / "out-tic"
+            shutil.rmtree(out, ignore_errors=True)
+            wall, peaks = timed([str(BIN / "tic"), "curate", str(pool), "--out", str(out), "-q", "--executor", ex])
+            timing = json.loads(done_mark(out, "curate").read_text())["result"]["timing"]
+            ours[ex].append((wall, peaks, timing))
+            doc = json.loads(CuratedFolder(out).manifest_json.read_text())
+            line.append(f"tic ({ex}) {wall:6.1f}s")
         dout = root / "out-duckdb"
         shutil.rmtree(dout, ignore_errors=True)
         wall_d, peaks_d = timed([sys.executable, "-c", DUCKDB_JOB, str(pool), str(dout), str(collinfo), str(threads), SNAP_RE])
         duck.append((wall_d, peaks_d))
-        print(f"  run {i + 1}: tic {wall:6.1f}s  duckdb {wall_d:6.1f}s", flush=True)
+        print(f"  run {i + 1}: {'  '.join(line)}  duckdb {wall_d:6.1f}s", flush=True)
     import polars as pl
 
     kept_duck = pl.scan_parquet(str(root / "out-duckdb" / "**" / "*.parquet")).select(pl.len()).collect().item()
     assert kept_duck == doc["ledger"]["kept"], (kept_duck, doc["ledger"]["kept"])
     med = lambda xs: statistics.median(x[0] for x in xs)  # noqa: E731
     peak = lambda xs, k: max(x[1].get(k, 0) for x in xs)  # noqa: E731
-    return {
-        "shape": shape,
-        "pool_mb": sum(f.stat().st_size for f in pool.glob("pool-*.parquet")) / 1e6,
-        "rows": rows,
-        "kept": doc["ledger"]["kept"],
-        "tic_s": med(ours),
-        "duckdb_s": med(duck),
-        "tic_tree_gib": peak(ours, "tree") / 2**30,
-        "tic_process_gib": peak(ours, "process") / 2**30,
-        "duckdb_tree_gib": peak(duck, "tree") / 2**30,
-        "runs": repeats,
-    }
+    results = []
+    for ex in executors:
+        runs = sorted(ours[ex], key=lambda x: x[0])
+        results.append({
+            "shape": shape,
+            "executor": ex,
+            "pool_mb": sum(f.stat().st_size for f in pool.glob("pool-*.parquet")) / 1e6,
+            "files": len(list(pool.glob("pool-*.parquet"))),
+            "rows": rows,
+            "kept": doc["ledger"]["kept"],
+            "tic_s": med(runs),
+            "duckdb_s": med(duck),
+            "tic_tree_gib": peak(runs, "tree") / 2**30,
+            "tic_process_gib": peak(runs, "process") / 2**30,
+            "duckdb_tree_gib": peak(duck, "tree") / 2**30,
+            "timing": runs[len(runs) // 2][2],  # the median run's profile
+            "wall_s": runs[len(runs) // 2][0],
+            "runs": repeats,
+        })
+    return results
+
+
+def print_profile(results: list[dict]) -> None:
+    """Where tic's time went in each median run: the driver's phases (wall seconds; `start+stop` is
+    the process wall minus the curation's own phases: interpreter, imports, input checks, Ray's start
+    and stop) and each task step summed over tasks (task-seconds), with rows per task-second."""
+    print()
+    print(f"{'shape':<11} {'rows':>11} {'exec':>6} | {'start+stop':>10} {'plan':>5} {'map':>6} {'reduce':>6} {'final':>5} |"
+          f" {'m.read':>6} {'m.recov':>7} {'m.write':>7} {'r.read':>6} {'r.dedup':>7} {'r.write':>7} |"
+          f" {'map rows/task-s':>15} {'reduce rows/task-s':>18}")
+    for r in results:
+        t = r["timing"]
+        w, s = t["wall_s"], t["task_s"]
+        other = r["wall_s"] - sum(w.values())
+        map_s = sum(v for k, v in s.items() if k.startswith("map."))
+        red_s = sum(v for k, v in s.items() if k.startswith("reduce."))
+        print(f"{r['shape']:<11} {r['rows']:>11,} {t['executor']:>6} | {other:>10.1f} {w['plan']:>5.1f} {w['map']:>6.1f}"
+              f" {w['reduce']:>6.1f} {w['finalize']:>5.1f} | {s.get('map.read', 0):>6.1f} {s.get('map.recover', 0):>7.1f}"
+              f" {s.get('map.write', 0):>7.1f} {s.get('reduce.read', 0):>6.1f} {s.get('reduce.dedupe', 0):>7.1f}"
+              f" {s.get('reduce.write', 0):>7.1f} | {t['rows']['map'] / max(map_s, 1e-9):>15,.0f}"
+              f" {t['rows']['reduce'] / max(red_s, 1e-9):>18,.0f}")
 
 
 def main() -> None:
@@ -172,6 +208,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=os.environ.get("TIC_BENCH_DIR", str(Path(tempfile.gettempdir()) / "tic-bench")))
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="DuckDB threads (default: all cores)")
     ap.add_argument("--keep", action="store_true", help="keep the pools for the next run")
+    ap.add_argument("--executor", default="auto", help="tic's executors, comma-separated: auto, inline, ray (one tic run each per repeat)")
+    ap.add_argument("--sizes", default="quarter,full", help="quarter,full (default) or full: run the quarter-size pool too?")
     ap.add_argument("--shape", default="default", help=f"pool shapes, comma-separated, or all: {', '.join(SHAPES)}")
     args = ap.parse_args()
     root = Path(args.workdir)
@@ -181,12 +219,16 @@ def main() -> None:
     unknown = [x for x in shapes if x not in SHAPES]
     if unknown:
         sys.exit(f"--shape: unknown {', '.join(unknown)}; choose from {', '.join(SHAPES)} or all")
+    executors = tuple(x.strip() for x in args.executor.split(",") if x.strip())
+    if not executors or set(executors) - {"auto", "inline", "ray"}:
+        sys.exit("--executor: comma-separated auto, inline, ray")
+    sizes = [args.rows // 4, args.rows] if args.sizes == "quarter,full" else [args.rows]
     results = []
     try:
         for shape in shapes:
-            for rows in (args.rows // 4, args.rows):
+            for rows in sizes:
                 print(f"{shape}, {rows:,} rows:", flush=True)
-                results.append(bench_size(root, rows, args.repeats, args.threads, shape))
+                results.extend(bench_size(root, rows, args.repeats, args.threads, shape, executors))
     finally:
         for d in root.glob("out-*"):
             shutil.rmtree(d, ignore_errors=True)
@@ -196,19 +238,24 @@ def main() -> None:
             if created:
                 shutil.rmtree(root, ignore_errors=True)
     print()
-    print(f"{'shape':<11} {'pool MB':>8} {'rows':>12} {'tic s':>8} {'duckdb s':>9} {'tic/duckdb':>10} {'tic rows/s':>11}"
+    print(f"{'shape':<11} {'exec':>6} {'files':>5} {'pool MB':>8} {'rows':>12} {'tic s':>8} {'duckdb s':>9} {'tic/duckdb':>10} {'tic rows/s':>11}"
           f" {'duckdb rows/s':>13} {'tic peak GiB':>12} {'(1 proc)':>8} {'duckdb GiB':>10}")
     for r in results:
-        print(f"{r['shape']:<11} {r['pool_mb']:>8,.0f} {r['rows']:>12,} {r['tic_s']:>8.1f} {r['duckdb_s']:>9.1f}"
+        print(f"{r['shape']:<11} {r['executor']:>6} {r['files']:>5} {r['pool_mb']:>8,.0f} {r['rows']:>12,} {r['tic_s']:>8.1f} {r['duckdb_s']:>9.1f}"
               f" {r['tic_s'] / r['duckdb_s']:>10.2f} {r['rows'] / r['tic_s']:>11,.0f} {r['rows'] / r['duckdb_s']:>13,.0f}"
               f" {r['tic_tree_gib']:>12.2f} {r['tic_process_gib']:>8.2f} {r['duckdb_tree_gib']:>10.2f}")
+    print_profile(results)
     print()
     for shape in shapes:
-        small, big = [r for r in results if r["shape"] == shape]
-        print(f"{shape:<11} {SHAPES[shape][3]}: x{big['rows'] / small['rows']:.0f} rows -> tic time "
-              f"x{big['tic_s'] / small['tic_s']:.2f}, duckdb time x{big['duckdb_s'] / small['duckdb_s']:.2f}, "
-              f"tic peak memory x{big['tic_tree_gib'] / small['tic_tree_gib']:.2f}")
-    print(f"medians of {args.repeats} runs; tic with its default executor (in process under 256 MiB of input, else a local Ray)")
+        for ex in executors:
+            pair = [r for r in results if r["shape"] == shape and r["executor"] == ex]
+            if len(pair) == 2:
+                small, big = pair
+                print(f"{shape:<11} ({ex}) {SHAPES[shape][3]}: x{big['rows'] / small['rows']:.0f} rows -> tic time "
+                      f"x{big['tic_s'] / small['tic_s']:.2f}, duckdb time x{big['duckdb_s'] / small['duckdb_s']:.2f}, "
+                      f"tic peak memory x{big['tic_tree_gib'] / small['tic_tree_gib']:.2f}")
+    print(f"medians of {args.repeats} runs; executor auto = in process under 256 MiB of input, else a local Ray;"
+          f" {os.cpu_count()} cores, load average before the last run {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -15,15 +15,19 @@ REPO = Path(__file__).resolve().parents[1]
 def test_bench_curate_runs(tmp_path):
     res = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench_curate.py"), "--rows", "200000", "--repeats", "1", "--workdir", str(tmp_path),
-         "--shape", "many-small,resighted"],
+         "--shape", "many-small,resighted", "--executor", "inline"],
         capture_output=True, text=True, timeout=600,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     rows = [line.split() for line in res.stdout.splitlines()]
-    table = [r for r in rows if r and r[0] in ("many-small", "resighted") and len(r) == 11]
-    assert [(r[0], r[2]) for r in table] == [("many-small", "50,000"), ("many-small", "200,000"),
-                                             ("resighted", "50,000"), ("resighted", "200,000")]
-    assert all(float(r[5]) > 0 for r in table)  # a ratio per shape and size (DuckDB's kept rows equal tic's: asserted inside)
+    table = [r for r in rows if r and r[0] in ("many-small", "resighted") and len(r) == 13]
+    assert [(r[0], r[1], r[4]) for r in table] == [("many-small", "inline", "50,000"), ("many-small", "inline", "200,000"),
+                                                   ("resighted", "inline", "50,000"), ("resighted", "inline", "200,000")]
+    assert all(float(r[7]) > 0 for r in table)  # a ratio per shape and size (DuckDB's kept rows equal tic's: asserted inside)
+    assert [int(r[2]) for r in table] == [1, 2, 1, 1]  # many-small: 180k-row files
+    # the time profile of each: driver phases and task-seconds per step, then rows per task-second
+    profile = [r for r in rows if r and r[0] in ("many-small", "resighted") and "|" in r]
+    assert len(profile) == 4 and all(int(r[-1].replace(",", "")) > 0 and int(r[-2].replace(",", "")) > 0 for r in profile)
     assert not list(tmp_path.iterdir())  # pools and outputs cleaned up
 
 

@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "ticdata": 1,  # the package itself: __version__ only
     "ticdata.data": 1,  # shipped JSON tables
     "ticdata.storage": 1,
+    "ticdata.objstore": 1,
     "ticdata.tars": 1,
     "ticdata.wds": 1,
     "ticdata.ledger": 1,

@@ -18,10 +18,11 @@ def cmd_curate(args) -> int:
     from ticdata.columns import ColumnMap
     from ticdata.curate import CurateConfig, curate, finished, make_job, make_plan
     from ticdata.manifest import format_bucket_table
+    from ticdata.objstore import location
 
     config = CurateConfig(
         inputs=tuple(args.inputs),
-        out=Path(args.out),
+        out=location(args.out),
         benchmark=args.benchmark,
         granularity=args.granularity,
         columns=ColumnMap.parse(args.column),
@@ -33,7 +34,7 @@ def cmd_curate(args) -> int:
         shuffle_compression=args.shuffle_compression,
         overwrite=args.overwrite,
         keep_work=args.keep_work,
-        work_dir=Path(args.work_dir) if args.work_dir else None,
+        work_dir=location(args.work_dir) if args.work_dir else None,
         progress=not args.quiet,
     )
     plan = make_plan(config)  # validates every input before Ray starts or anything is written
@@ -45,7 +46,7 @@ def cmd_curate(args) -> int:
         with executor(args, work_bytes=sum(f.size for f in plan.inputs)) as ex:
             doc = curate(config, ex, plan)
     print(format_bucket_table(doc))
-    print(f"manifest: {Path(args.out).resolve() / 'manifest'}  ({doc['rows']:,} rows)")
+    print(f"manifest: {location(args.out).resolve() / 'manifest'}  ({doc['rows']:,} rows)")
     return 0
 
 

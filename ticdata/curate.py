@@ -16,7 +16,6 @@ import hashlib
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,8 @@ from ticdata.manifest import SCHEMA_VERSION, bucket_table, manifest_schema
 from ticdata.recover import REASONS
 from ticdata.snapshots import SnapshotTable
 from ticdata.sources import InputFile, inspect_inputs, reader
-from ticdata.storage import publish, read_json, write_json_atomic
+from ticdata.objstore import is_remote, location
+from ticdata.storage import publish, read_json, rmtree, write_json_atomic
 
 log = logging.getLogger(__name__)
 SHUFFLE_COMPRESSIONS = ("auto", "uncompressed", "lz4", "zstd")
@@ -82,7 +82,7 @@ class Plan:
     def fingerprint(self, config: CurateConfig) -> dict:
         return {
             "tool_version": __version__,
-            "inputs": [{"path": f.path, "size": f.size, "mtime_ns": os.stat(f.path).st_mtime_ns} for f in self.inputs],
+            "inputs": [{"path": f.path, "size": f.size, "mtime_ns": location(f.path).stat().st_mtime_ns} for f in self.inputs],
             "parameters": self.parameters(config),
         }
 
@@ -103,8 +103,9 @@ def make_plan(config: CurateConfig) -> Plan:
     snapshots = SnapshotTable.load(config.collinfo)
     bench = load_benchmark(config.benchmark).with_granularity(config.granularity)
     _check_out_apart(config)
+    out = location(config.out)
     files = inspect_inputs(list(config.inputs), config.columns, config.input_format,
-                           exclude=Path(os.path.realpath(Path(config.out).expanduser())))
+                           exclude=out if is_remote(out) else Path(os.path.realpath(out)))
     other = [f for f in files if f.kind != "parquet"]
     if config.columns.renames and other:
         log.warning("--column applies to Parquet inputs only; %d %s file(s) keep their own layout", len(other), other[0].kind)
@@ -118,16 +119,18 @@ def make_plan(config: CurateConfig) -> Plan:
 def _check_out_apart(config: CurateConfig) -> None:
     """An input inside --out (e.g. its own manifest) is refused; --out inside an input folder is
     fine: its files are left out of the inputs (`inspect_inputs(exclude=...)`)."""
-    out = Path(os.path.realpath(Path(config.out).expanduser()))  # realpath: no error on a symlink loop (named later)
+    out = location(config.out)
+    out = out if is_remote(out) else Path(os.path.realpath(out))  # realpath: no error on a symlink loop (named later)
     for raw in config.inputs:
-        p = Path(os.path.realpath(Path(raw).expanduser()))
-        if p.is_relative_to(out):
+        p = location(raw)
+        p = p if is_remote(p) else Path(os.path.realpath(p))
+        if is_remote(p) == is_remote(out) and p.is_relative_to(out):
             raise UserError(f"{raw}: an input inside --out {config.out}; choose an output folder apart from the inputs")
 
 
 def make_job(config: CurateConfig, plan: Plan) -> Job:
     """The curation as a job on config.out (its outputs: manifest/ and manifest.json)."""
-    folder = CuratedFolder(Path(config.out).resolve())
+    folder = CuratedFolder(location(config.out).resolve())
     return Job(folder.root, "curate", plan.fingerprint(config), outputs=(folder.manifest_dir, folder.manifest_json),
                overwrite=config.overwrite, progress=config.progress, describe="a curation")
 
@@ -167,17 +170,50 @@ def curate(config: CurateConfig, executor, plan: Plan | None = None) -> dict:
     # Map outputs are needed only while a partition is still to reduce: then lost ones are made
     # again; once every partition is reduced the map stats are read from their markers.
     job.forget_lost(reduce_tasks)
+    walls = {"plan": time.monotonic() - started}
     if _all_marked(job, reduce_tasks) and _all_marked(job, map_tasks):
         map_stats = {t.key: read_json(job.completions / f"{t.key}.json") for t in map_tasks}
     else:
         map_stats = job.stage(executor, "read", map_tasks)
+    walls["map"] = time.monotonic() - started - sum(walls.values())
     reduce_stats = job.stage(executor, "dedupe", reduce_tasks)
-    doc = _finalize(folder, work, plan, config, [map_stats[t.key] for t in map_tasks], [reduce_stats[t.key] for t in reduce_tasks])
+    walls["reduce"] = time.monotonic() - started - sum(walls.values())
+    maps, reduces = [map_stats[t.key] for t in map_tasks], [reduce_stats[t.key] for t in reduce_tasks]
+    doc = _finalize(folder, work, plan, config, maps, reduces)
     if not config.keep_work and config.work_dir is not None:
-        shutil.rmtree(work, ignore_errors=True)
-    job.finish(keep_state=config.keep_work)
+        rmtree(work)
+    walls["finalize"] = time.monotonic() - started - sum(walls.values())
+    timing = time_profile(walls, maps, reduces, executor)
+    job.finish({"timing": timing}, keep_state=config.keep_work)
     log.info("curated %d rows into %d in %.1fs", doc["ledger"]["rows_in"], doc["ledger"]["kept"], time.monotonic() - started)
+    log.info("time: %s", describe_profile(timing))
     return doc
+
+
+def time_profile(walls: dict, maps: list[dict], reduces: list[dict], executor) -> dict:
+    """Where a curation's time went: the driver's wall seconds per phase, and the seconds the tasks
+    spent in each step summed over tasks (task-seconds: on Ray one task holds one core, so rows per
+    task-second is a per-core rate; in process a task may use every core). Tasks resumed from an
+    earlier run count with their original seconds. Not part of the manifest: timing is not a
+    deterministic output; it is kept in the done mark (`.tic/curate.done.json`)."""
+    steps: dict[str, float] = {}
+    for stage, stats in (("map", maps), ("reduce", reduces)):
+        for s in stats:
+            for step, sec in (s.get("_seconds") or {}).items():
+                steps[f"{stage}.{step}"] = steps.get(f"{stage}.{step}", 0.0) + sec
+    return {
+        "executor": getattr(executor, "name", type(executor).__name__),
+        "wall_s": {k: round(v, 3) for k, v in walls.items()},
+        "task_s": {k: round(v, 3) for k, v in steps.items()},
+        "rows": {"map": sum(m["rows_in"] for m in maps), "reduce": sum(r["rows_in"] for r in reduces)},
+        "tasks": {"map": len(maps), "reduce": len(reduces)},
+    }
+
+
+def describe_profile(t: dict) -> str:
+    walls = ", ".join(f"{k} {v:.1f}s" for k, v in t["wall_s"].items())
+    steps = ", ".join(f"{k} {v:.1f}" for k, v in t["task_s"].items())
+    return f"{walls}; task-seconds: {steps}"
 
 
 def _all_marked(job: Job, tasks: list[Task]) -> bool:
@@ -201,7 +237,7 @@ def _work_dir(config: CurateConfig, job: Job) -> Path:
     if config.work_dir is None:
         return job.path("work")
     tag = hashlib.sha1(str(job.out).encode()).hexdigest()[:12]  # one subfolder per output folder
-    return Path(config.work_dir).resolve() / f"tic-curate-{tag}"
+    return location(config.work_dir).resolve() / f"tic-curate-{tag}"
 
 
 def _finalize(folder: CuratedFolder, work: Path, plan: Plan, config: CurateConfig, maps: list[dict], reduces: list[dict]) -> dict:

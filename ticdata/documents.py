@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ticdata.benchmarks import DEFINITION_SHAPE
 from ticdata.errors import UserError
+from ticdata.objstore import location
 from ticdata.layout import CuratedFolder
 from ticdata.shapes import COUNT, Opt, read_json_document
 
@@ -31,7 +32,7 @@ def manifest_remedy(folder: Path) -> str:
 
 def load_manifest_doc(folder: Path) -> dict:
     """FOLDER/manifest.json, checked; a folder without one is not a finished curation."""
-    path = CuratedFolder(Path(folder)).manifest_json
+    path = CuratedFolder(location(folder)).manifest_json
     if not path.exists() and not path.is_symlink():
         raise UserError(f"{folder}: no manifest.json; the folder is not a finished curation (run `tic curate ... --out {folder}`)")
     return read_json_document(path, MANIFEST_SHAPE, manifest_remedy(folder))

@@ -99,6 +99,16 @@ def _use_token_if_available() -> None:
                 pass
 
 
+STORE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def store_env() -> dict[str, str]:
+    """Where the object store is (`ticdata.objstore`), passed on to every Ray worker so that tasks
+    reach the store the driver planned against. Credentials are not passed: each node uses its own
+    (environment, ~/.aws, an instance role)."""
+    return {k: os.environ[k] for k in STORE_ENV if os.environ.get(k)}
+
+
 class RayExecutor:
     """Tasks as Ray remote functions, spread over the nodes, retried if a worker dies."""
 
@@ -120,7 +130,7 @@ class RayExecutor:
             # Ray announces its (default, kept) token authentication on every start; tic's users
             # need not read that each run.
             logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            env = {"env_vars": {"POLARS_MAX_THREADS": str(self.task_threads), "RAY_USAGE_STATS_ENABLED": "0"}}
+            env = {"env_vars": {"POLARS_MAX_THREADS": str(self.task_threads), "RAY_USAGE_STATS_ENABLED": "0"} | store_env()}
             common = dict(logging_level=logging.WARNING, runtime_env=env, log_to_driver=True)
             for attempt in (1, 2):  # a loaded machine sometimes misses Ray's start-up deadline: once more
                 try:

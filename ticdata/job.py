@@ -21,7 +21,6 @@ atomically and only then removes the state, so a run killed while cleaning up is
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,7 +28,8 @@ from typing import Callable
 from ticdata.errors import UserError
 from ticdata.executor import Task, run_stage
 from ticdata.layout import done_mark, state_dir
-from ticdata.storage import check_output_folder, dumps_json, read_json, remove_tmp_leftovers, write_json_atomic
+from ticdata.objstore import location
+from ticdata.storage import check_output_folder, dumps_json, read_json, remove_tmp_leftovers, rmtree, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ class Job:
     tasks_by_node: dict = field(default_factory=dict, init=False)  # node (or host) -> tasks it ran
 
     def __post_init__(self) -> None:
-        self.out = Path(self.out).resolve()
+        self.out = location(self.out).resolve()
         self.fingerprint = _canonical(self.fingerprint)
-        self.outputs = tuple(Path(p) for p in self.outputs)
+        self.outputs = tuple(location(p) for p in self.outputs)
         self.split = _canonical(self.split)
 
     # ------------------------------------------------------------------------------ paths
@@ -119,7 +119,7 @@ class Job:
     def _remove_outputs(self) -> None:
         for p in self.outputs:
             if p.is_dir():
-                shutil.rmtree(p)
+                rmtree(p)
             else:
                 p.unlink(missing_ok=True)
         if self.clear is not None:
@@ -148,11 +148,11 @@ class Job:
         self.check()
         self.status = self.assess()
         if self.status == DONE:
-            shutil.rmtree(self.state, ignore_errors=True)  # a run killed while cleaning up
+            rmtree(self.state)  # a run killed while cleaning up
             return self
         if self.status == OTHER:
             log.info("%s: replacing the earlier %s output (--overwrite)", self.out, self.verb)
-            shutil.rmtree(self.state, ignore_errors=True)
+            rmtree(self.state)
             if self.defer_replace:  # the old outputs, and their mark, stay until `replace_outputs`
                 self.state.mkdir(parents=True, exist_ok=True)
                 (self.state / REPLACE_PENDING).write_bytes(b"")
@@ -160,7 +160,7 @@ class Job:
                 self.mark.unlink(missing_ok=True)
                 self._remove_outputs()
         elif self.status == NEW:
-            shutil.rmtree(self.state, ignore_errors=True)
+            rmtree(self.state)
             if not self.repeatable:
                 self.mark.unlink(missing_ok=True)
         elif self.status == RESUME:
@@ -197,7 +197,7 @@ class Job:
         lost = []
         for t in tasks:
             marker = self.completions / f"{t.key}.json"
-            if t.outputs and marker.exists() and not all(Path(p).exists() for p in t.outputs):
+            if t.outputs and marker.exists() and not all(location(p).exists() for p in t.outputs):
                 marker.unlink()
                 lost.append(t.key)
         if lost:
@@ -209,11 +209,11 @@ class Job:
         inspection: the next run of the same plan removes it)."""
         write_json_atomic(self.mark, {"fingerprint": self.fingerprint, "result": result, "tasks_by_node": self.tasks_by_node})
         if not keep_state:
-            shutil.rmtree(self.state, ignore_errors=True)
+            rmtree(self.state)
 
 
 def unfinished_plan(out: Path, verb: str) -> dict | None:
     """The plan of an unfinished job of `verb` in `out`, if one was started (download rounds)."""
-    path = state_dir(Path(out).resolve(), verb) / "plan.json"
+    path = state_dir(location(out).resolve(), verb) / "plan.json"
     plan = _read(path) if path.exists() else None
     return None if plan is None else plan.get("fingerprint")

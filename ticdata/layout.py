@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ticdata.benchmarks import check_bucket_name
 from ticdata.errors import UserError
+from ticdata.objstore import location
 
 MANIFEST_DIR = "manifest"
 MANIFEST_JSON = "manifest.json"
@@ -72,12 +73,12 @@ def check_apart(out: Path, inputs: dict[str, Path], flag: str = "--out") -> None
 
 def state_dir(out: Path, verb: str) -> Path:
     """OUT/.tic/<verb>: a job's plan, completion markers and intermediate files."""
-    return Path(out) / STATE_DIR / verb
+    return location(out) / STATE_DIR / verb
 
 
 def done_mark(out: Path, verb: str) -> Path:
     """OUT/.tic/<verb>.done.json: written last by a finished job."""
-    return Path(out) / STATE_DIR / f"{verb}.done.json"
+    return location(out) / STATE_DIR / f"{verb}.done.json"
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,9 @@ def check_shape(doc, shape, path: Path | str, remedy: str):
 def read_json_document(path: Path | str, shape=ANY, remedy: str = "re-create it") -> Any:
     """The JSON document at `path`, checked against `shape`. Missing, not a regular file, too big,
     not UTF-8, not JSON, nested too deep or of the wrong shape: one UserError naming the file."""
-    path = Path(path)
+    from ticdata.objstore import location
+
+    path = location(path)
     try:
         st = path.stat()
     except FileNotFoundError:

@@ -26,6 +26,7 @@ import polars as pl
 
 from ticdata.columns import ColumnMap
 from ticdata.errors import UserError
+from ticdata.objstore import ObjectPath, is_remote, location
 
 SKIP_NAMES = ("_SUCCESS", ".DS_Store")
 
@@ -69,7 +70,7 @@ def kinds() -> list[str]:
 
 def read_head(path: Path, n: int = 4096) -> bytes:
     """The first bytes of a file, decompressed when it is gzip (WARC/WAT/TSV/JSON often are)."""
-    with open(path, "rb") as fh:
+    with location(path).open("rb") as fh:
         head = fh.read(n)
         if head[:2] != b"\x1f\x8b":
             return head
@@ -97,8 +98,12 @@ def expand_inputs(inputs: list[str], exclude: Path | None = None) -> list[Path]:
     names start with '.' or '_' (Hadoop/Spark markers, tic's own .tic state) are skipped at any depth,
     and so is the folder `exclude` (the output folder, when it lies inside an input folder)."""
     files: list[Path] = []
+    remote: list[ObjectPath] = []
     for raw in inputs:
-        p = Path(raw).expanduser()
+        p = location(raw)
+        if is_remote(p):
+            remote += _expand_remote(p, raw, exclude)
+            continue
         if not p.exists() and not p.is_symlink():
             raise UserError(f"{raw}: no such file or directory; check the path (inputs are Parquet, WARC/WAT, YFCC or RedCaps files, or folders of them)")
         if p.is_dir():
@@ -113,7 +118,25 @@ def expand_inputs(inputs: list[str], exclude: Path | None = None) -> list[Path]:
             files.extend(found)
         else:
             files.append(_regular(p, raw))
-    return sorted(set(files))
+    return sorted(set(files)) + sorted(set(remote))
+
+
+def _expand_remote(p: ObjectPath, raw: str, exclude) -> list[ObjectPath]:
+    """The objects named by an s3:// URL: the object itself, or every object under the prefix,
+    with the same skipping rules as a local folder."""
+    if p.is_file():
+        return [p]
+    found = []
+    for f in p.files():
+        rel = f.relative_to(p).parts
+        if any(x.startswith((".", "_")) for x in rel) or rel[-1] in SKIP_NAMES:
+            continue
+        if exclude is not None and is_remote(exclude) and f.is_relative_to(exclude):
+            continue
+        found.append(f)
+    if not found:
+        raise UserError(f"{raw}: no such object, or the prefix holds no input files; check the URL")
+    return found
 
 
 def detect_kind(path: Path, forced: str | None = None) -> str:
@@ -128,6 +151,9 @@ def detect_kind(path: Path, forced: str | None = None) -> str:
         raise UserError(f"{path}: cannot read ({e.strerror})")
     for kind, mod in readers.items():
         if mod.sniff(path, head):
+            if is_remote(path) and kind != "parquet":
+                raise UserError(f"{path}: {kind} files are read from local disk only; copy them first (aws s3 cp), "
+                                "or curate Parquet (DataComp's metadata) straight from the object store")
             return kind
     raise UserError(
         f"{path}: not a Parquet, WARC/WAT, YFCC or RedCaps file; remove it from the inputs or name its format with --format"

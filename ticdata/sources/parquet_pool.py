@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from ticdata.columns import CANONICAL, EVIDENCE_TIMES, REQUIRED, ColumnMap
 from ticdata.errors import UserError
+from ticdata.objstore import is_remote, location
 from ticdata.sources import InputFile
 
 KIND = "parquet"
@@ -44,10 +45,16 @@ def _check_type(path: Path, canon: str, actual: str, t: pa.DataType, columns: Co
         raise UserError(f"{path}: column '{actual}' ({canon}) has type {t}, expected {want}; fix the file or pass {hint}")
 
 
+def _parquet_file(path) -> pq.ParquetFile:
+    """A local path as itself; an object as a seekable handle (footer and row groups by range)."""
+    p = location(path)
+    return pq.ParquetFile(p.open("rb") if is_remote(p) else p)
+
+
 def inspect(path: Path, columns: ColumnMap) -> InputFile:
     try:
-        meta = pq.ParquetFile(path).metadata
-        schema = pq.read_schema(path)
+        pf = _parquet_file(path)
+        meta, schema = pf.metadata, pf.schema_arrow
     except (pa.ArrowInvalid, OSError) as e:
         raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); re-export it or remove it from the inputs")
     names = schema.names
@@ -85,7 +92,7 @@ def inspect(path: Path, columns: ColumnMap) -> InputFile:
 
 def chunks(f: InputFile, chunk_rows: int) -> list[tuple[int, int]]:
     """(first row, rows) spans made of whole row groups, about chunk_rows rows each."""
-    meta = pq.ParquetFile(f.path).metadata
+    meta = _parquet_file(f.path).metadata
     spans: list[tuple[int, int]] = []
     start = rows = 0
     for i in range(meta.num_row_groups):
@@ -111,11 +118,24 @@ def _in_range(name: str, dtype: pl.Datetime) -> pl.Expr:
     return pl.when(raw.is_between(_YEAR_1 * per, _YEAR_9999 * per)).then(pl.col(name)).otherwise(None).alias(name)
 
 
+def _read_remote(path: str, start: int, rows: int) -> pl.DataFrame:
+    """The row groups that make up [start, start + rows) of an object (chunks are whole groups)."""
+    pf = _parquet_file(path)
+    groups, first = [], 0
+    for i in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(i).num_rows
+        if first >= start and first + n <= start + rows and n:
+            groups.append(i)
+        first += n
+    table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
+    return pl.from_arrow(table)
+
+
 def read(f: InputFile, spec: tuple[int, int], columns: ColumnMap) -> tuple[pl.DataFrame, dict[str, int]]:
     start, rows = spec
     try:
         # Polars' reader with a row slice reads only the row groups the slice covers.
-        df = pl.scan_parquet(f.path).slice(start, rows).collect()
+        df = _read_remote(f.path, start, rows) if is_remote(f.path) else pl.scan_parquet(f.path).slice(start, rows).collect()
         df = df.rename(dict(f.rename))
         df = df.select([pl.col(n).cast(t) for n, t in f.schema])
         return df.with_columns([_in_range(n, t) for n, t in f.schema if isinstance(t, pl.Datetime)]), {}
