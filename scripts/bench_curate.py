@@ -21,6 +21,7 @@ sightings per uid vary, since a benchmark tuned to one generated pool proves lit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -130,6 +131,17 @@ def ensure_pool(root: Path, rows: int, shape: str = "default") -> Path:
     return pool
 
 
+CLUSTER: dict = {}  # "address", "env" of the loopback cluster when --executor names `cluster`
+
+
+def tic_command(executor: str) -> tuple[list[str], dict | None]:
+    """tic's flags and environment for one executor; `cluster`: Ray at --ray-address, already
+    running (two loopback nodes, one CPU each), so no Ray start or stop is timed."""
+    if executor == "cluster":
+        return ["--executor", "ray", "--ray-address", CLUSTER["address"]], CLUSTER["env"]
+    return ["--executor", executor], None
+
+
 def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "default",
                executors: tuple[str, ...] = ("auto",)) -> list[dict]:
     """One pool: each repeat runs tic once per executor, then DuckDB; one result per executor."""
@@ -142,7 +154,8 @@ def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "
         for ex in executors:
             out = root / "out-tic"
             shutil.rmtree(out, ignore_errors=True)
-            wall, peaks = timed([str(BIN / "tic"), "curate", str(pool), "--out", str(out), "-q", "--executor", ex])
+            flags, env = tic_command(ex)
+            wall, peaks = timed([str(BIN / "tic"), "curate", str(pool), "--out", str(out), "-q", *flags], env=env)
             timing = json.loads(done_mark(out, "curate").read_text())["result"]["timing"]
             ours[ex].append((wall, peaks, timing))
             doc = json.loads(CuratedFolder(out).manifest_json.read_text())
@@ -208,7 +221,8 @@ def main() -> None:
     ap.add_argument("--workdir", default=os.environ.get("TIC_BENCH_DIR", str(Path(tempfile.gettempdir()) / "tic-bench")))
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="DuckDB threads (default: all cores)")
     ap.add_argument("--keep", action="store_true", help="keep the pools for the next run")
-    ap.add_argument("--executor", default="auto", help="tic's executors, comma-separated: auto, inline, ray (one tic run each per repeat)")
+    ap.add_argument("--executor", default="auto", help="tic's executors, comma-separated: auto, inline, ray, cluster (a two-node"
+                    " Ray cluster on 127.0.0.2 and 127.0.0.3, one CPU each, started once for the whole run); one tic run each per repeat")
     ap.add_argument("--sizes", default="quarter,full", help="quarter,full (default) or full: run the quarter-size pool too?")
     ap.add_argument("--shape", default="default", help=f"pool shapes, comma-separated, or all: {', '.join(SHAPES)}")
     args = ap.parse_args()
@@ -220,10 +234,36 @@ def main() -> None:
     if unknown:
         sys.exit(f"--shape: unknown {', '.join(unknown)}; choose from {', '.join(SHAPES)} or all")
     executors = tuple(x.strip() for x in args.executor.split(",") if x.strip())
-    if not executors or set(executors) - {"auto", "inline", "ray"}:
-        sys.exit("--executor: comma-separated auto, inline, ray")
+    if not executors or set(executors) - {"auto", "inline", "ray", "cluster"}:
+        sys.exit("--executor: comma-separated auto, inline, ray, cluster")
     sizes = [args.rows // 4, args.rows] if args.sizes == "quarter,full" else [args.rows]
     results = []
+    with contextlib.ExitStack() as stack:
+        if "cluster" in executors:
+            start_cluster(stack, root)
+        run_all(root, args, shapes, sizes, executors, results)
+    shutil.rmtree(root / "ray-logs", ignore_errors=True)  # once the cluster has stopped
+    if created and not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    print_results(args, shapes, executors, results)
+
+
+def start_cluster(stack: contextlib.ExitStack, root: Path) -> None:
+    """The tests' loopback two-node cluster (tests/ray_cluster.py), with token authentication."""
+    import secrets
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from ray_cluster import two_node_cluster
+
+    token = secrets.token_hex(32)
+    logs = root / "ray-logs"
+    logs.mkdir(exist_ok=True)
+    address, nodes = stack.enter_context(two_node_cluster(logs, token))
+    print(f"loopback cluster at {address}: nodes {', '.join(n['ip'] for n in nodes)}", flush=True)
+    CLUSTER.update(address=address, env={k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | {"RAY_AUTH_TOKEN": token})
+
+
+def run_all(root: Path, args, shapes: list[str], sizes: list[int], executors: tuple[str, ...], results: list) -> None:
     try:
         for shape in shapes:
             for rows in sizes:
@@ -235,8 +275,9 @@ def main() -> None:
         if not args.keep:  # only what this script made
             for d in root.glob("pool-*"):
                 shutil.rmtree(d, ignore_errors=True)
-            if created:
-                shutil.rmtree(root, ignore_errors=True)
+
+
+def print_results(args, shapes: list[str], executors: tuple[str, ...], results: list[dict]) -> None:
     print()
     print(f"{'shape':<11} {'exec':>6} {'files':>5} {'pool MB':>8} {'rows':>12} {'tic s':>8} {'duckdb s':>9} {'tic/duckdb':>10} {'tic rows/s':>11}"
           f" {'duckdb rows/s':>13} {'tic peak GiB':>12} {'(1 proc)':>8} {'duckdb GiB':>10}")
