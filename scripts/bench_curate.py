@@ -54,7 +54,7 @@ COPY (
   WITH raw AS (
     SELECT *, try_strptime(crawl_time, '%Y-%m-%dT%H:%M:%SZ')::TIMESTAMP AT TIME ZONE 'UTC' AS ct,
            nullif(regexp_extract(source, '@SNAP_RE@', 1), '') AS snap
-    FROM read_parquet('@POOL@/pool-*.parquet', filename=true, file_row_number=true)
+    FROM read_parquet('@POOL@/**/*.parquet', filename=true, file_row_number=true)
   ),
   dated AS (
     SELECT r.*, coalesce(CASE WHEN ct >= TIMESTAMPTZ '1990-01-01 00:00:00+00' AND ct < TIMESTAMPTZ '2100-01-01 00:00:00+00' THEN ct END, c.start) AS ts
@@ -143,9 +143,10 @@ def tic_command(executor: str) -> tuple[list[str], dict | None]:
 
 
 def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "default",
-               executors: tuple[str, ...] = ("auto",)) -> list[dict]:
-    """One pool: each repeat runs tic once per executor, then DuckDB; one result per executor."""
-    pool = ensure_pool(root, rows, shape)
+               executors: tuple[str, ...] = ("auto",), pool: Path | None = None) -> list[dict]:
+    """One pool: each repeat runs tic once per executor, then DuckDB; one result per executor.
+    `pool`: a pool made elsewhere (its folder name is the shape), else a synthetic one of `shape`."""
+    pool = pool or ensure_pool(root, rows, shape)
     collinfo = REPO / "ticdata" / "data" / "collinfo.json"
     ours: dict[str, list] = {e: [] for e in executors}
     duck = []
@@ -157,14 +158,16 @@ def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "
             flags, env = tic_command(ex)
             wall, peaks = timed([str(BIN / "tic"), "curate", str(pool), "--out", str(out), "-q", *flags], env=env)
             timing = json.loads(done_mark(out, "curate").read_text())["result"]["timing"]
+            timing["manifest_bytes"] = sum(f.stat().st_size for f in CuratedFolder(out).manifest_files())
             ours[ex].append((wall, peaks, timing))
             doc = json.loads(CuratedFolder(out).manifest_json.read_text())
             line.append(f"tic ({ex}) {wall:6.1f}s")
+        print(f"  run {i + 1}: {'  '.join(line)}", end="", flush=True)
         dout = root / "out-duckdb"
         shutil.rmtree(dout, ignore_errors=True)
         wall_d, peaks_d = timed([sys.executable, "-c", DUCKDB_JOB, str(pool), str(dout), str(collinfo), str(threads), SNAP_RE])
         duck.append((wall_d, peaks_d))
-        print(f"  run {i + 1}: {'  '.join(line)}  duckdb {wall_d:6.1f}s", flush=True)
+        print(f"  duckdb {wall_d:6.1f}s", flush=True)
     import polars as pl
 
     kept_duck = pl.scan_parquet(str(root / "out-duckdb" / "**" / "*.parquet")).select(pl.len()).collect().item()
@@ -177,8 +180,8 @@ def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "
         results.append({
             "shape": shape,
             "executor": ex,
-            "pool_mb": sum(f.stat().st_size for f in pool.glob("pool-*.parquet")) / 1e6,
-            "files": len(list(pool.glob("pool-*.parquet"))),
+            "pool_mb": sum(f.stat().st_size for f in pool.rglob("*.parquet")) / 1e6,
+            "files": len(list(pool.rglob("*.parquet"))),
             "rows": rows,
             "kept": doc["ledger"]["kept"],
             "tic_s": med(runs),
@@ -193,12 +196,69 @@ def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "
     return results
 
 
+PAPER_ROWS = 12_700_000_000  # TiC-DataComp's pool
+SCALE_SETTINGS = {  # name: (chunk rows, partition rows)
+    "defaults (1M, 1M)": (1_000_000, 1_000_000),
+    "--chunk-rows 4M --partition-rows 4M": (4_000_000, 4_000_000),
+}
+
+
+def projection(r: dict, rows: int = PAPER_ROWS) -> list[dict]:
+    """tic curate at `rows`, from one Ray run's per-core rates (on Ray a task holds one core, so rows
+    per task-second is a rate per core): core-hours, intermediate and output bytes, tasks, shuffle
+    reads, and peak memory per task (measured at 1M-row chunks and partitions, scaled linearly)."""
+    t = r["timing"]
+    map_s = sum(v for k, v in t["task_s"].items() if k.startswith("map."))
+    red_s = sum(v for k, v in t["task_s"].items() if k.startswith("reduce."))
+    valid, kept = t["rows"]["reduce"] / t["rows"]["map"], t["rows"]["kept"] / t["rows"]["map"]
+    map_rate, red_rate = t["rows"]["map"] / map_s, t["rows"]["reduce"] / red_s
+    out = []
+    for name, (chunk, part) in SCALE_SETTINGS.items():
+        maps, parts = -(-rows // chunk), -(-int(rows * valid) // part)
+        shuffle = t["shuffle_bytes"] / t["rows"]["reduce"] * rows * valid
+        out.append({
+            "setting": name,
+            "map_rate": map_rate, "reduce_rate": red_rate,
+            "core_hours": rows / map_rate / 3600 + rows * valid / red_rate / 3600,
+            "map_core_hours": rows / map_rate / 3600, "reduce_core_hours": rows * valid / red_rate / 3600,
+            "shuffle_tb": shuffle / 1e12, "output_tb": t["manifest_bytes"] / t["rows"]["kept"] * rows * kept / 1e12,
+            "maps": maps, "partitions": parts, "reads": maps * parts, "read_kb": shuffle / (maps * parts) / 1e3,
+            "task_gib": r["tic_process_gib"] * max(chunk, part) / 1_000_000,
+        })
+    return out
+
+
+def task_gib(r: dict, p: dict) -> str:
+    # a cluster's workers are not this script's children: their memory is not sampled
+    return f"{'n/a':>8}" if r["executor"] == "cluster" else f"{p['task_gib']:>8.1f}"
+
+
+def print_projection(results: list[dict], rows: int = PAPER_ROWS) -> None:
+    ray = [r for r in results if r["executor"] in ("ray", "cluster")]
+    if not ray:
+        return
+    print()
+    print(f"projection to {rows / 1e9:.1f}B rows from each Ray run's per-core rates (rows per task-second):")
+    print(f"{'shape':<11} {'exec':>7} {'map r/s/core':>12} {'red r/s/core':>12} {'core-h':>7} {'setting':<38} {'shuffle TB':>10}"
+          f" {'output TB':>9} {'map tasks':>9} {'partitions':>10} {'reads':>13} {'KB/read':>7} {'GiB/task':>8}")
+    for r in ray:
+        for p in projection(r, rows):
+            print(f"{r['shape']:<11} {r['executor']:>7} {p['map_rate']:>12,.0f} {p['reduce_rate']:>12,.0f} {p['core_hours']:>7.1f}"
+                  f" {p['setting']:<38} {p['shuffle_tb']:>10.2f} {p['output_tb']:>9.2f} {p['maps']:>9,} {p['partitions']:>10,}"
+                  f" {p['reads']:>13,} {p['read_kb']:>7.0f} {task_gib(r, p)}")
+    duck = {r["shape"]: r for r in results}
+    for shape, r in duck.items():
+        print(f"{shape:<11}  DuckDB at {r['rows'] / r['duckdb_s']:,.0f} rows/s on {os.cpu_count()} threads: "
+              f"{rows / (r['rows'] / r['duckdb_s']) * os.cpu_count() / 3600:,.1f} core-hours if it scaled linearly"
+              f" (one process; its peak memory was {r['duckdb_tree_gib']:.1f} GiB at {r['rows'] / 1e6:.0f}M rows and grows with the pool)")
+
+
 def print_profile(results: list[dict]) -> None:
     """Where tic's time went in each median run: the driver's phases (wall seconds; `start+stop` is
     the process wall minus the curation's own phases: interpreter, imports, input checks, Ray's start
     and stop) and each task step summed over tasks (task-seconds), with rows per task-second."""
     print()
-    print(f"{'shape':<11} {'rows':>11} {'exec':>6} | {'start+stop':>10} {'plan':>5} {'map':>6} {'reduce':>6} {'final':>5} |"
+    print(f"{'shape':<11} {'rows':>11} {'exec':>7} | {'start+stop':>10} {'plan':>5} {'map':>6} {'reduce':>6} {'final':>5} |"
           f" {'m.read':>6} {'m.recov':>7} {'m.write':>7} {'r.read':>6} {'r.dedup':>7} {'r.write':>7} |"
           f" {'map rows/task-s':>15} {'reduce rows/task-s':>18}")
     for r in results:
@@ -207,7 +267,7 @@ def print_profile(results: list[dict]) -> None:
         other = r["wall_s"] - sum(w.values())
         map_s = sum(v for k, v in s.items() if k.startswith("map."))
         red_s = sum(v for k, v in s.items() if k.startswith("reduce."))
-        print(f"{r['shape']:<11} {r['rows']:>11,} {t['executor']:>6} | {other:>10.1f} {w['plan']:>5.1f} {w['map']:>6.1f}"
+        print(f"{r['shape']:<11} {r['rows']:>11,} {r['executor']:>7} | {other:>10.1f} {w['plan']:>5.1f} {w['map']:>6.1f}"
               f" {w['reduce']:>6.1f} {w['finalize']:>5.1f} | {s.get('map.read', 0):>6.1f} {s.get('map.recover', 0):>7.1f}"
               f" {s.get('map.write', 0):>7.1f} {s.get('reduce.read', 0):>6.1f} {s.get('reduce.dedupe', 0):>7.1f}"
               f" {s.get('reduce.write', 0):>7.1f} | {t['rows']['map'] / max(map_s, 1e-9):>15,.0f}"
@@ -224,6 +284,9 @@ def main() -> None:
     ap.add_argument("--executor", default="auto", help="tic's executors, comma-separated: auto, inline, ray, cluster (a two-node"
                     " Ray cluster on 127.0.0.2 and 127.0.0.3, one CPU each, started once for the whole run); one tic run each per repeat")
     ap.add_argument("--sizes", default="quarter,full", help="quarter,full (default) or full: run the quarter-size pool too?")
+    ap.add_argument("--json", help="also write every result (with its time profile) to this JSON file")
+    ap.add_argument("--pool", help="instead of synthetic pools: one pool made elsewhere (e.g. scripts/make_heldout_pool.py), "
+                    "with DataComp's columns plus source and crawl_time, as the DuckDB query reads them")
     ap.add_argument("--shape", default="default", help=f"pool shapes, comma-separated, or all: {', '.join(SHAPES)}")
     args = ap.parse_args()
     root = Path(args.workdir)
@@ -231,6 +294,8 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     shapes = list(SHAPES) if args.shape == "all" else [x.strip() for x in args.shape.split(",") if x.strip()]
     unknown = [x for x in shapes if x not in SHAPES]
+    if args.pool:
+        shapes, unknown = [Path(args.pool).name], []
     if unknown:
         sys.exit(f"--shape: unknown {', '.join(unknown)}; choose from {', '.join(SHAPES)} or all")
     executors = tuple(x.strip() for x in args.executor.split(",") if x.strip())
@@ -265,6 +330,14 @@ def start_cluster(stack: contextlib.ExitStack, root: Path) -> None:
 
 def run_all(root: Path, args, shapes: list[str], sizes: list[int], executors: tuple[str, ...], results: list) -> None:
     try:
+        if args.pool:
+            import pyarrow.parquet as pq
+
+            pool = Path(args.pool)
+            rows = sum(pq.ParquetFile(f).metadata.num_rows for f in pool.rglob("*.parquet"))
+            print(f"{pool}, {rows:,} rows:", flush=True)
+            results.extend(bench_size(root, rows, args.repeats, args.threads, pool.name, executors, pool=pool))
+            return
         for shape in shapes:
             for rows in sizes:
                 print(f"{shape}, {rows:,} rows:", flush=True)
@@ -286,16 +359,19 @@ def print_results(args, shapes: list[str], executors: tuple[str, ...], results: 
               f" {r['tic_s'] / r['duckdb_s']:>10.2f} {r['rows'] / r['tic_s']:>11,.0f} {r['rows'] / r['duckdb_s']:>13,.0f}"
               f" {r['tic_tree_gib']:>12.2f} {r['tic_process_gib']:>8.2f} {r['duckdb_tree_gib']:>10.2f}")
     print_profile(results)
+    print_projection(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
     print()
     for shape in shapes:
         for ex in executors:
             pair = [r for r in results if r["shape"] == shape and r["executor"] == ex]
             if len(pair) == 2:
                 small, big = pair
-                print(f"{shape:<11} ({ex}) {SHAPES[shape][3]}: x{big['rows'] / small['rows']:.0f} rows -> tic time "
+                print(f"{shape:<11} ({ex}) {SHAPES.get(shape, (0, 0, 0, 'a pool made elsewhere'))[3]}: x{big['rows'] / small['rows']:.0f} rows -> tic time "
                       f"x{big['tic_s'] / small['tic_s']:.2f}, duckdb time x{big['duckdb_s'] / small['duckdb_s']:.2f}, "
                       f"tic peak memory x{big['tic_tree_gib'] / small['tic_tree_gib']:.2f}")
-    print(f"medians of {args.repeats} runs; executor auto = in process under 256 MiB of input, else a local Ray;"
+    print(f"medians of {args.repeats} runs; executor auto = in process (a task per core on threads) under 2 GiB of input, else a local Ray;"
           f" {os.cpu_count()} cores, load average before the last run {os.getloadavg()[0]:.1f}")
 
 

@@ -32,6 +32,27 @@ def test_bench_curate_runs(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_curate_on_a_pool_made_elsewhere(tmp_path):
+    """make_heldout_pool.py (DuckDB, not tic's generator) then bench_curate --pool: tic and DuckDB keep
+    the same number of rows (asserted inside the script) and one ratio is printed."""
+    pool = tmp_path / "heldout"
+    made = subprocess.run([sys.executable, str(REPO / "scripts" / "make_heldout_pool.py"), "--rows", "30000", "--files", "3",
+                           "--row-group", "4000", "--out", str(pool)], capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    assert len(list(pool.glob("*.parquet"))) == 3
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_curate.py"), "--pool", str(pool), "--repeats", "1",
+                          "--executor", "inline", "--workdir", str(tmp_path / "work")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    table = [r.split() for r in res.stdout.splitlines() if r.startswith("heldout ")]
+    assert table and table[0][4] == "30,000" and float(table[0][7]) > 0, res.stdout
+    # every kind of planted bad row is counted by its reason
+    doc_lines = subprocess.run([str(Path(sys.executable).with_name("tic")), "curate", str(pool), "--out", str(tmp_path / "cur"), "-q"],
+                               capture_output=True, text=True, timeout=300).stdout
+    for reason in ("missing_url", "missing_text", "bad_uid", "unknown_snapshot", "no_timestamp"):
+        assert f"dropped {reason}" in doc_lines, doc_lines
+
+
+@pytest.mark.slow
 def test_bench_download_runs(tmp_path):
     res = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench_download.py"), "--pairs-per-step", "30", "--repeats", "1",
@@ -52,3 +73,22 @@ def test_bench_train_runs(tmp_path, world_folder):
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "ratio tic/open_clip" in res.stdout and "GMACs forward per sample" in res.stdout
+
+
+def test_the_scale_projection_is_the_measured_rates_times_the_rows():
+    """bench_curate's projection to 12.7B rows, against hand arithmetic on one made-up Ray run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_curate", REPO / "scripts" / "bench_curate.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    run = {"tic_process_gib": 0.9, "timing": {
+        "task_s": {"map.read": 10.0, "map.recover": 20.0, "map.write": 10.0, "reduce.read": 5.0, "reduce.dedupe": 5.0, "reduce.write": 10.0},
+        "rows": {"map": 4_000_000, "reduce": 3_600_000, "kept": 3_000_000},
+        "shuffle_bytes": 3_600_000 * 250, "manifest_bytes": 3_000_000 * 100}}
+    default, larger = bench.projection(run, rows=1_000_000_000)
+    assert default["map_rate"] == 100_000 and default["reduce_rate"] == 180_000  # rows per task-second
+    assert default["core_hours"] == pytest.approx(1e9 / 100_000 / 3600 + 0.9e9 / 180_000 / 3600)
+    assert default["shuffle_tb"] == pytest.approx(0.9e9 * 250 / 1e12) and default["output_tb"] == pytest.approx(0.75e9 * 100 / 1e12)
+    assert (default["maps"], default["partitions"], default["reads"]) == (1000, 900, 900_000)
+    assert (larger["maps"], larger["partitions"]) == (250, 225) and larger["task_gib"] == pytest.approx(3.6)

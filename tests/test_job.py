@@ -4,6 +4,7 @@ lost-output check, the done mark written before the state is removed."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,41 @@ def test_temporary_leftovers_are_removed_when_a_job_opens(tmp_path):
     debris.write_bytes(b"partial")
     job(tmp_path, {"x": 1}).open()
     assert not debris.exists()
+
+
+_IN_FLIGHT = {"now": 0, "max": 0}
+_LOCK = threading.Lock()
+
+
+def _slow_square(x: int) -> dict:
+    import time as _time
+
+    with _LOCK:
+        _IN_FLIGHT["now"] += 1
+        _IN_FLIGHT["max"] = max(_IN_FLIGHT["max"], _IN_FLIGHT["now"])
+    _time.sleep(0.05)
+    with _LOCK:
+        _IN_FLIGHT["now"] -= 1
+    if x == 13:
+        from ticdata.errors import UserError
+
+        raise UserError("unlucky number")
+    return {"sq": x * x, "thread": threading.current_thread().name}
+
+
+def test_in_process_threads_run_every_task_at_most_workers_at_a_time_and_name_a_failed_input(tmp_path):
+    """InlineExecutor(workers=N) (curate in process): every task once, never more than N at once,
+    work spread over threads; a UserError names the task's input and stops the stage."""
+    from ticdata.errors import UserError
+    from ticdata.executor import InlineExecutor, Task, run_stage
+
+    tasks = [Task(f"t-{i:02d}", _slow_square, (i,), f"input {i}") for i in range(12)]
+    _IN_FLIGHT.update(now=0, max=0)
+    results = run_stage(InlineExecutor(workers=3), "square", tasks, tmp_path / "done", progress=False)
+    assert {k: v["sq"] for k, v in results.items()} == {f"t-{i:02d}": i * i for i in range(12)}
+    assert _IN_FLIGHT["max"] == 3 and len({v["thread"] for v in results.values()}) == 3
+    bad = [Task(f"b-{i:02d}", _slow_square, (i,), f"input {i}") for i in range(10, 20)]
+    with pytest.raises(UserError, match="^input 13: unlucky number"):
+        run_stage(InlineExecutor(workers=2), "square", bad, tmp_path / "bad", progress=False)
+    assert _IN_FLIGHT["now"] == 0  # nothing left running after the failure
+    assert len(list((tmp_path / "bad").glob("*.json"))) >= 3  # what finished before it is kept for a rerun

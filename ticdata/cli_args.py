@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from ticdata.errors import UserError, printable
 
@@ -49,17 +50,19 @@ non_negative = _bounded(float, "a finite number >= 0", lambda n: n >= 0, "A fini
 port = _bounded(int, "a TCP port (1-65535)", lambda n: 1 <= n <= 65535, "A TCP port.")
 
 
-# Below this much input a local Ray (start, stop, task overhead; each task one Polars thread) is
-# slower than the same tasks one by one in this process (each using every core through Polars):
-# on 2 cores, 1M rows (57 MB) 6.0 s inline against 17-19 s on Ray, 4M (225 MB) 19.4 s against
-# 22.5-25.7 s, 16M (900 MB) 86.7 s against 70.7 s (README, "Scale, Ray and resuming").
-SMALL_INPUT_BYTES = 256 << 20
+# Below this much input a local Ray (start, stop, a process per task, each task one Polars thread)
+# is slower than the same tasks in this process, one per core on threads: on 2 cores, 16M rows
+# (944 MB) took 59.5 s in process against 70.9 s on a local Ray (medians of 3; README, "Scale, Ray
+# and resuming"); earlier, with tasks one by one in process, 1M rows 6.0 s against 17-19 s on Ray.
+# Above it (not measured in process yet), or with a named cluster, Ray: retries, many nodes.
+SMALL_INPUT_BYTES = 2 << 30
 
 
-def executor(args, work_bytes: int | None = None):
+def executor(args, work_bytes: int | None = None, threads: bool = False):
     """The executor a verb runs its tasks on. `--executor auto` (the default) runs a small input
-    (`work_bytes` below SMALL_INPUT_BYTES) in this process, the same tasks in the same order, so
-    the same bytes; anything larger, or any named Ray cluster, goes to Ray."""
+    (`work_bytes` below SMALL_INPUT_BYTES) in this process, the same tasks, so the same bytes;
+    anything larger, or any named Ray cluster, goes to Ray. `threads`: in process, run one task per
+    core on threads (for verbs whose tasks release the GIL: curate)."""
     import logging
     import os
 
@@ -68,13 +71,17 @@ def executor(args, work_bytes: int | None = None):
     if args.executor == "inline":
         if args.ray_address:
             raise UserError("--ray-address needs --executor ray")
-        return InlineExecutor()
+        return InlineExecutor(workers=_workers(args) if threads else 1)
     small = work_bytes is not None and work_bytes < SMALL_INPUT_BYTES
     if args.executor == "auto" and small and not args.ray_address and not os.environ.get("RAY_ADDRESS"):
         logging.getLogger("ticdata").info("%.1f MB of input: running in this process, no Ray start (--executor ray "
                                           "to use Ray anyway)", work_bytes / 1e6)
-        return InlineExecutor()
+        return InlineExecutor(workers=_workers(args) if threads else 1)
     return RayExecutor(address=args.ray_address, num_cpus=args.num_cpus)
+
+
+def _workers(args) -> int:
+    return getattr(args, "num_cpus", None) or os.cpu_count() or 1
 
 
 def add_executor_flags(p: argparse.ArgumentParser) -> None:
@@ -83,4 +90,4 @@ def add_executor_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--executor", choices=["auto", "ray", "inline"], default="auto",
                    help="auto (default): Ray, or this process for a small input (where starting Ray costs more than it "
                    "saves); ray: always Ray; inline: tasks one by one in this process (debugging). Same bytes either way")
-    g.add_argument("--num-cpus", type=positive, metavar="N", help="CPUs of the local Ray instance (default: all)")
+    g.add_argument("--num-cpus", type=positive, metavar="N", help="CPUs of the local Ray instance, or curation tasks at a time in process (default: all)")

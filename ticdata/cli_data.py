@@ -43,7 +43,7 @@ def cmd_curate(args) -> int:
     if doc is not None:
         log.info("%s is already curated from these inputs; nothing to do", config.out)
     else:
-        with executor(args, work_bytes=sum(f.size for f in plan.inputs)) as ex:
+        with executor(args, work_bytes=sum(f.size for f in plan.inputs), threads=True) as ex:
             doc = curate(config, ex, plan)
     print(format_bucket_table(doc))
     print(f"manifest: {location(args.out).resolve() / 'manifest'}  ({doc['rows']:,} rows)")

@@ -205,7 +205,9 @@ def time_profile(walls: dict, maps: list[dict], reduces: list[dict], executor) -
         "executor": getattr(executor, "name", type(executor).__name__),
         "wall_s": {k: round(v, 3) for k, v in walls.items()},
         "task_s": {k: round(v, 3) for k, v in steps.items()},
-        "rows": {"map": sum(m["rows_in"] for m in maps), "reduce": sum(r["rows_in"] for r in reduces)},
+        "rows": {"map": sum(m["rows_in"] for m in maps), "reduce": sum(r["rows_in"] for r in reduces),
+                 "kept": sum(r["kept"] for r in reduces)},
+        "shuffle_bytes": sum(m.get("_shuffle_bytes", 0) for m in maps),
         "tasks": {"map": len(maps), "reduce": len(reduces)},
     }
 

@@ -110,6 +110,7 @@ def map_chunk(spec: MapSpec) -> dict:
     skipped = {k.split(":", 1)[1]: v for k, v in reader_stats.items() if k.startswith("dropped:")}
     final = location(spec.work) / "map" / map_key(spec.index)
     n_valid = judged.height - sum(dropped.values())
+    shuffle_bytes = 0
     with atomic_dir(final) as tmp:
         if n_valid:
             # Dropped rows go to partition -1, which is not written: one gather instead of a
@@ -117,6 +118,7 @@ def map_chunk(spec: MapSpec) -> dict:
             part = pl.when(pl.col("_reason").is_null()).then(partition_index(spec.partitions)).otherwise(-1)
             judged = judged.with_columns(_part=part).drop("_reason")
             write_partitions(tmp / SHUFFLE_FILE, judged, spec.partitions, spec.compression)
+            shuffle_bytes = (tmp / SHUFFLE_FILE).stat().st_size
     return {
         "input": spec.file.path,
         "kind": spec.file.kind,
@@ -125,6 +127,7 @@ def map_chunk(spec: MapSpec) -> dict:
         "dropped": dropped | {r: dropped.get(r, 0) + n for r, n in skipped.items()},
         "reader": {k: v for k, v in reader_stats.items() if not k.startswith("dropped:")},
         "_seconds": {"read": t1 - t0, "recover": t2 - t1, "write": time.perf_counter() - t2},
+        "_shuffle_bytes": shuffle_bytes,
     }
 
 

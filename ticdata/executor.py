@@ -7,7 +7,7 @@ tasks, and since every task writes its outputs atomically under deterministic na
 has the same bytes as an uninterrupted run.
 
 RayExecutor runs tasks on a local Ray instance (default) or an existing cluster; InlineExecutor
-runs them one by one in this process (debugging, tiny inputs).
+runs them in this process, one by one or a few at a time on threads (small inputs, debugging).
 """
 
 from __future__ import annotations
@@ -62,7 +62,14 @@ def _call(fn: Callable[..., dict], args: tuple) -> dict:
 
 
 class InlineExecutor:
+    """Tasks in this process: one by one, or `workers` at a time on threads (for tasks that spend
+    their time in Polars and Arrow, which release the GIL: curation's map and reduce). Results come
+    in completion order; every task is a pure function of its spec, so the bytes do not depend on it."""
+
     name = "inline"
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, workers)
 
     def __enter__(self):
         return self
@@ -71,11 +78,40 @@ class InlineExecutor:
         return False
 
     def run(self, tasks: list[Task]) -> Iterator[tuple[Task, dict]]:
-        for t in tasks:
-            try:
-                yield t, _call(t.fn, t.args)
-            except UserError as e:
-                raise _name_input(t, e) from None
+        if self.workers == 1:
+            for t in tasks:
+                try:
+                    yield t, _call(t.fn, t.args)
+                except UserError as e:
+                    raise _name_input(t, e) from None
+            return
+        yield from self._threaded(tasks)
+
+    def _threaded(self, tasks: list[Task]) -> Iterator[tuple[Task, dict]]:
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        todo = iter(tasks)
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tic-task")
+        running: dict = {}
+        try:
+            for t in todo:  # at most `workers` in flight: memory stays that of `workers` tasks
+                running[pool.submit(_call, t.fn, t.args)] = t
+                if len(running) >= self.workers:
+                    break
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: running[f].key):
+                    t = running.pop(fut)
+                    try:
+                        stats = fut.result()
+                    except UserError as e:
+                        raise _name_input(t, e) from None
+                    yield t, stats
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        running[pool.submit(_call, nxt.fn, nxt.args)] = nxt
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def default_node_ip() -> str:
