@@ -258,7 +258,7 @@ def _findings(doc: dict, bench: Benchmark, stats: list[dict], t: dict[str, pl.Da
            .with_columns(disagreement=pl.col("wrong") + pl.col("impossible")).sort("disagreement", "domain", descending=[True, False]).head(20))
     crawls = t["crawls"].group_by("crawl", "bucket").agg(pl.col("n").sum())
     bucket_rows = crawls.group_by("bucket").agg(pl.col("n").sum().alias("bucket_rows"))
-    crawls = crawls.join(bucket_rows, on="bucket", how="left").with_columns(share_of_bucket=pl.col("n") / pl.col("bucket_rows")).sort("crawl")
+    crawls = crawls.join(bucket_rows, on="bucket", how="left", nulls_equal=True).with_columns(share_of_bucket=pl.col("n") / pl.col("bucket_rows")).sort("crawl")
     moves = t["bucket_moves"].group_by("from_bucket", "to_bucket").agg(pl.col("n").sum()).sort("n", descending=True)
     by_month = {s: [[int(y), int(m), int(n)] for y, m, n in t["ym"].filter(pl.col("signal") == s).group_by("year", "month")
                     .agg(pl.col("n").sum()).sort("year", "month").iter_rows()] for s in SIGNALS}
