@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from itertools import pairwise
 from pathlib import Path
 
 import polars as pl
@@ -125,17 +126,33 @@ def test_chunks_cover_every_line_once(tmp_path_factory, n, chunk_rows, trailing_
     path = tmp_path_factory.mktemp("chunks") / "f.tsv"
     path.write_bytes(gzip.compress(data) if compress else data)
     f = yfcc.inspect(path, COLS)
-    saved, yfcc.BLOCK = yfcc.BLOCK, block  # small blocks put line ends on every side of a block edge
+    saved, yfcc.BLOCK, yfcc.SAMPLE = (yfcc.BLOCK, yfcc.SAMPLE), block, block  # line ends on every side of a block edge
     try:
         specs = yfcc.chunks(f, chunk_rows)
     finally:
-        yfcc.BLOCK = saved
-    assert all(0 < k <= chunk_rows for _, k in specs) or specs == [(specs[0][0], 0)]
-    assert sum(k for _, k in specs) == n
+        yfcc.BLOCK, yfcc.SAMPLE = saved
+    _, offset = yfcc._layout(path)
+    if compress:  # (offset, n lines) runs, as a line-by-line reference finds them
+        assert specs == naive_runs(data, offset, chunk_rows)
+    else:  # contiguous byte ranges over the records
+        assert specs[0][0] == offset and specs[-1][1] == len(data)
+        assert all(a[1] == b[0] for a, b in pairwise(specs)) and (all(s < e for s, e in specs) or specs == [(offset, offset)])
     f_frames = [yfcc.read(f, spec, COLS)[0] for spec in specs]
     df = pl.concat(f_frames)
     assert df["photoid"].to_list() == [r[0] for r in rows]
     assert df["dateuploaded"].to_list() == [int(r[2]) for r in rows]
+
+
+def naive_runs(data: bytes, offset: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """The (offset, n lines) runs of the gzip scheme, one line at a time."""
+    starts = [offset]
+    for i in range(offset, len(data)):
+        if data[i : i + 1] == b"\n" and i + 1 < len(data):
+            starts.append(i + 1)
+    if len(data) == offset:
+        return [(offset, 0)]
+    runs = [(starts[i], min(chunk_rows, len(starts) - i)) for i in range(0, len(starts), chunk_rows)]
+    return runs
 
 
 def test_missing_required_column_names_file_and_column(tmp_path):

@@ -37,7 +37,7 @@ from ticdata.recover import REASONS
 from ticdata.snapshots import SnapshotTable
 from ticdata.sources import InputFile, inspect_inputs, reader
 from ticdata.objstore import is_remote, location
-from ticdata.storage import publish, read_json, rmtree, write_json_atomic
+from ticdata.storage import dumps_json, publish, read_json, rmtree, write_json_atomic
 
 log = logging.getLogger(__name__)
 SHUFFLE_COMPRESSIONS = ("auto", "uncompressed", "lz4", "zstd")
@@ -86,6 +86,13 @@ class Plan:
             "parameters": self.parameters(config),
         }
 
+    def split(self) -> dict:
+        """How the inputs are cut into map tasks (not part of the output's identity: any cut gives the
+        same bytes). Another cut, e.g. a reader that now chunks by byte range, restarts the state
+        instead of reusing map outputs of other chunks."""
+        specs = dumps_json([[f.path, list(spec)] for f, spec in self.chunks])
+        return {"chunks": len(self.chunks), "chunks_sha256": hashlib.sha256(specs).hexdigest()}
+
     def parameters(self, config: CurateConfig) -> dict:
         return {
             "benchmark": self.benchmark.name,
@@ -132,7 +139,7 @@ def make_job(config: CurateConfig, plan: Plan) -> Job:
     """The curation as a job on config.out (its outputs: manifest/ and manifest.json)."""
     folder = CuratedFolder(location(config.out).resolve())
     return Job(folder.root, "curate", plan.fingerprint(config), outputs=(folder.manifest_dir, folder.manifest_json),
-               overwrite=config.overwrite, progress=config.progress, describe="a curation")
+               overwrite=config.overwrite, progress=config.progress, describe="a curation", split=plan.split())
 
 
 def finished(config: CurateConfig, plan: Plan) -> dict | None:

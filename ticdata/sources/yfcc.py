@@ -4,10 +4,15 @@
 A photo is one pair: its download URL and its URL-encoded title + description, decoded. Videos
 (marker 1) are not image pairs: skipped and counted. Upload time stays raw epoch seconds.
 
-Chunks: `chunks()` makes one streaming pass that counts lines and notes the byte offset of every
-chunk_rows-th line, so a spec is (byte_offset, n_lines) in the decompressed text. A plain file seeks
-straight there; a gzip file re-inflates up to the offset (in C, no Python per line) — cheap next to
-holding 100M rows at once, and each task holds only its own lines. Blank lines are not records.
+Chunks: the driver must not read a 50 GB file, so a plain file is cut by its size alone into byte
+ranges (start, end) of about chunk_rows lines each, the bytes per line estimated from the first MiB.
+A task owns the lines that start in its range: it skips to just after the first newline at or
+after start-1 and reads on until a line starts at or past end, the last line running past end.
+Rows keep file order within a task and tasks are in file order, so the input order that dedupe's
+ties follow does not depend on where the cuts fall. A gzip stream cannot be entered mid-way, so a
+gzip file keeps one counting pass (newlines counted in C, numpy finding the cut lines): a spec is
+(byte offset, n lines) in the decompressed text, and the task re-inflates up to the offset.
+Blank lines are not records.
 A header TSV needs downloadurl, title and dateuploaded; the other output columns are null when absent.
 """
 
@@ -16,12 +21,14 @@ from __future__ import annotations
 import gzip
 import html
 import io
+import math
 import re
 import zlib
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
 from urllib.parse import unquote_plus
 
+import numpy as np
 import polars as pl
 
 from ticdata.columns import ColumnMap
@@ -50,6 +57,7 @@ SCHEMA = (
     ("licensename", pl.String),
 )
 BLOCK = 1 << 20
+SAMPLE = 1 << 20  # bytes read at the start of a plain file to estimate its line length
 _TAG = re.compile(r"<[^>]*>")
 
 
@@ -65,10 +73,13 @@ def sniff(path: Path, head: bytes) -> bool:
     return "dateuploaded" in fields or len(fields) in (len(FULL_COLUMNS), len(WEBSCOPE_COLUMNS))
 
 
-def _open(path: str | Path):
+def _is_gzip(path: str | Path) -> bool:
     with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _open(path: str | Path):
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
 
 
 def _bad(path, e: BaseException) -> UserError:
@@ -104,32 +115,69 @@ def inspect(path: Path, columns: ColumnMap) -> InputFile:
 
 
 def chunks(f: InputFile, chunk_rows: int) -> list[tuple[int, int]]:
-    """(byte offset, n lines) runs of chunk_rows lines, found in one pass over the decompressed text."""
+    """Byte ranges (start, end) of a plain file, from its size; (offset, n lines) runs of a gzip one."""
     _, offset = _layout(f.path)
     chunk_rows = max(1, chunk_rows)
-    specs, start, lines, pos, last = [], offset, 0, offset, b"\n"
     try:
-        with _open(f.path) as fh:
-            fh.seek(offset)
-            while block := fh.read(BLOCK):
-                n, last = block.count(b"\n"), block[-1:]
-                while lines + n >= chunk_rows:  # a chunk ends inside this block
-                    cut = -1
-                    for _ in range(chunk_rows - lines):
-                        cut = block.index(b"\n", cut + 1)
-                    specs.append((start, chunk_rows))
-                    start = pos + cut + 1
-                    n -= chunk_rows - lines
-                    lines = 0
-                    pos, block = start, block[cut + 1 :]
-                lines += n
-                pos += len(block)
+        if _is_gzip(f.path):
+            return _line_runs(f.path, offset, chunk_rows)
+        return _byte_ranges(f.path, offset, f.size, chunk_rows)
     except (OSError, EOFError, zlib.error) as e:
         raise _bad(f.path, e) from None
+
+
+def _byte_ranges(path: str, offset: int, size: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """Equal ranges of about chunk_rows lines over [offset, size): only the first MiB is read."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        sample = fh.read(SAMPLE)
+    per_line = len(sample) / max(1, sample.count(b"\n"))
+    body = max(0, size - offset)
+    n = max(1, math.ceil(body / max(1.0, chunk_rows * per_line)))
+    cuts = [offset + body * k // n for k in range(n + 1)]
+    return list(pairwise(cuts))
+
+
+def _line_runs(path: str, offset: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """(offset, n lines) runs of chunk_rows lines: one pass over the decompressed text, no Python per line."""
+    specs, start, lines, base, last = [], offset, 0, offset, b"\n"
+    with gzip.open(path, "rb") as fh:
+        fh.seek(offset)
+        while block := fh.read(BLOCK):
+            n, last = block.count(b"\n"), block[-1:]
+            if lines + n >= chunk_rows:  # chunks end inside this block: after these newlines
+                ends = np.flatnonzero(np.frombuffer(block, np.uint8) == ord("\n"))
+                for cut in ends[chunk_rows - lines - 1 :: chunk_rows]:
+                    specs.append((start, chunk_rows))
+                    start = base + int(cut) + 1
+            lines = (lines + n) % chunk_rows
+            base += len(block)
     lines += last != b"\n"  # a final line without newline
     if lines or not specs:
         specs.append((start, lines))
     return specs
+
+
+def _owned(fh, offset: int, start: int, end: int) -> bytes:
+    """The raw lines that start in [start, end) of a plain file whose records begin at offset."""
+    start = max(start, offset)
+    fh.seek(max(start - 1, offset))
+    if start > offset:
+        fh.readline()  # the line holding byte start-1 (or ending there) is the previous range's
+        start = fh.tell()
+    if start >= end:
+        return b""
+    data = fh.read(end - start)
+    if data and not data.endswith(b"\n"):
+        data += fh.readline()  # the last line started before end: finish it
+    return data
+
+
+def _clean(raw: bytes) -> bytes:
+    """Drop blank lines and CRs (CRLF would leave \\r in the last column); end with one newline."""
+    if b"\r" in raw or b"\n\n" in raw or raw[:1] == b"\n":
+        return b"".join(line.rstrip(b"\r") + b"\n" for line in raw.split(b"\n") if line.strip(b"\r"))
+    return raw if not raw or raw.endswith(b"\n") else raw + b"\n"
 
 
 def _decode(value: str | None) -> str:
@@ -143,15 +191,18 @@ def _text(title: str | None, description: str | None) -> str:
 
 
 def read(f: InputFile, spec: tuple[int, int], columns: ColumnMap) -> tuple[pl.DataFrame, dict[str, int]]:
-    names, _ = _layout(f.path)
-    offset, n_lines = spec
+    names, offset = _layout(f.path)
     try:
-        with _open(f.path) as fh:
-            fh.seek(offset)
-            # blank lines are not records; CRLF files would leave \r in the last column
-            data = b"".join(line.rstrip(b"\r\n") + b"\n" for line in islice(fh, n_lines) if line.strip(b"\r\n"))
+        if _is_gzip(f.path):
+            with gzip.open(f.path, "rb") as fh:
+                fh.seek(spec[0])
+                raw = b"".join(islice(fh, spec[1]))
+        else:
+            with open(f.path, "rb") as fh:
+                raw = _owned(fh, offset, *spec)
     except (OSError, EOFError, zlib.error) as e:
         raise _bad(f.path, e) from None
+    data = _clean(raw)  # blank lines are not records
     if data:
         df = pl.read_csv(
             io.BytesIO(data), has_header=False, new_columns=list(names), separator="\t", quote_char=None,
