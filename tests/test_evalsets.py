@@ -29,7 +29,7 @@ from ticdata.wds import iter_samples
 from ticdata.serve import ImageServer
 from ticdata.synth.world import caption, image_url, world
 from ticdata.tic_pickles import load_datacompnet, load_retrieval
-from ticdata.uidsplits import export_uids
+from ticdata.uidexport import export_uids
 
 from conftest import REPO
 

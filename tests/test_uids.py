@@ -10,7 +10,8 @@ from ticdata.cli import main
 from ticdata.errors import UserError
 from ticdata.manifest import scan_manifest
 from ticdata.uidlists import UID_DTYPE, array_to_uids, read_uid_file, uids_to_array, write_uid_file
-from ticdata.uidsplits import export_uids, import_uids
+from ticdata.uidexport import export_uids
+from ticdata.uidsplits import import_uids
 
 
 def datacomp_array(uids: list[str]) -> np.ndarray:

@@ -51,12 +51,14 @@ def cmd_curate(args) -> int:
 
 
 def cmd_uids_export(args) -> int:
-    from ticdata.uidsplits import export_uids
-
-    from ticdata.manifest import manifest_guard
+    from ticdata.manifest import checked_manifest_files, manifest_guard
+    from ticdata.uidexport import export_uids
 
     with manifest_guard(args.dir):
-        written = export_uids(Path(args.dir), Path(args.out), split=None if args.split == "all" else args.split)
+        work = sum(p.stat().st_size for p in checked_manifest_files(args.dir))
+        with executor(args, work_bytes=work, threads=True) as ex:
+            written = export_uids(Path(args.dir), Path(args.out), split=None if args.split == "all" else args.split,
+                                  executor=ex, overwrite=args.overwrite, progress=not args.quiet)
     for name, n in written.items():
         print(f"{name:<12} {n:>12,} uids  {Path(args.out) / (name + '.npy')}")
     return 0
@@ -252,6 +254,8 @@ def add_uids(sub, common) -> None:
     ue.add_argument("dir", help="a curated folder (holds manifest.json)")
     ue.add_argument("--out", required=True, help="folder for the .npy files")
     ue.add_argument("--split", default="train", help="rows of this split only, or 'all' (default train)")
+    ue.add_argument("--overwrite", action="store_true", help="replace the uid files of another export in --out")
+    add_executor_flags(ue)
     ue.set_defaults(func=cmd_uids_export)
     ui = up_sub.add_parser("import", parents=[common], help="restrict a curated folder to the uids of given files",
                            description="Keep the rows of DIR whose uid is in one of the uid files; each file names a "

@@ -1,6 +1,6 @@
 """Buckets <-> DataComp uid files, in both directions.
 
-export: one sorted `u8,u8` .npy per bucket of a curated manifest (what DataComp's resharder reads).
+export (`ticdata.uidexport`): one sorted `u8,u8` .npy per bucket of a curated manifest (what DataComp's resharder reads).
 import: restrict a curated manifest to the uids of given files (e.g. the official TiC lists), each
 file naming a bucket; the rows keep their own timestamps and gain a `bucket` column.
 """
@@ -19,39 +19,15 @@ from ticdata.errors import UserError
 from ticdata.ledger import Ledger
 from ticdata.official_dating import agreement, tally
 from ticdata.manifest import SCHEMA_VERSION, checked_manifest_files, count_buckets, load_manifest_json, scan_manifest
-from ticdata.storage import atomic_dir, check_output_folder, write_json_atomic
-from ticdata.benchmarks import benchmark_from_manifest, bucket_names
-from ticdata.layout import CuratedFolder, bucket_dir, check_apart
-from ticdata.uidlists import parse_uid_specs, read_uid_file, write_uid_file
+from ticdata.storage import atomic_dir, write_json_atomic
+from ticdata.benchmarks import benchmark_from_manifest
+from ticdata.layout import CuratedFolder, check_apart
+from ticdata.uidlists import parse_uid_specs, read_uid_file
 
 log = logging.getLogger(__name__)
 TRAIN = "train"
 # what `tic evalsets` writes beside `split`, with its type
 EVAL_MARKS = {"exclude_reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32, "eval_class": pl.String}
-
-
-def export_uids(manifest_dir: Path, out: Path, split: str | None = "train") -> dict[str, int]:
-    """Write <out>/<bucket>.npy for every bucket; returns uids written per bucket."""
-    doc = load_manifest_json(manifest_dir)
-    where = CuratedFolder(Path(manifest_dir)).manifest_json
-    names = bucket_names(doc, where)
-    bench = benchmark_from_manifest(doc, where)
-    check_apart(Path(out), {"curated folder": Path(manifest_dir)})
-    lf = scan_manifest(manifest_dir)
-    if split:
-        have = lf.select(pl.col("split").unique()).collect()["split"].to_list() if "split" in lf.collect_schema() else []
-        if split not in have:
-            raise UserError(f"--split {split!r}: no row of {manifest_dir} has that split (it has {', '.join(sorted(map(str, have))) or 'none'}); "
-                            "choose one of those or 'all'")
-        lf = lf.filter(pl.col("split") == split)
-    lf = lf.with_columns(_bucket=bench.bucket_expr())
-    check_output_folder(Path(out))
-    written = {}
-    for name in names:
-        uids = lf.filter(pl.col("_bucket") == name).select("uid").collect()["uid"].to_list()
-        path = bucket_dir(Path(out), name)
-        written[name] = write_uid_file(path.with_name(f"{path.name}.npy"), uids)  # not with_suffix: "b.c" would give b.npy
-    return written
 
 
 def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool = False) -> dict:

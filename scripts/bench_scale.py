@@ -1,0 +1,144 @@
+#!/usr/bin/env python
+"""Every verb's rate and memory at several pool sizes, beside a peer where one exists.
+
+For each size: a synthetic pool (`tic synth pool`, bench_curate's default shape), curated once
+(`tic curate`, timed: its DuckDB ratio is bench_curate.py's job), then per verb, several runs each,
+alternating with its peer:
+
+    export   `tic uids export CUR --out ...`   vs a Polars script in one process writing the same .npy bytes
+    audit    `tic audit CUR --out ...`         (no peer: its URL-date parser is timed alone by bench_urldates.py)
+
+Prints per verb and size: median wall, rows/s per core, the peer's median and the ratio, and peak
+memory (RSS summed over the process tree, and of its largest process, sampled every 0.2 s), then
+the core-hours each verb would take at TiC-DataComp's 12.7B rows at the largest size's rate.
+
+    .venv/bin/python scripts/bench_scale.py                              # 4M and 16M rows, 3 runs each
+    .venv/bin/python scripts/bench_scale.py --rows 4000000,16000000,64000000 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_curate import BIN, ensure_pool, timed  # noqa: E402
+
+PAPER_ROWS = 12_700_000_000
+
+POLARS_EXPORT = r"""
+import json, sys, numpy as np, polars as pl
+cur, out = sys.argv[1:3]
+steps = json.load(open(f"{cur}/manifest.json"))["benchmark"]["steps"]
+year_to_bucket = {y: s["name"] for s in steps for y in s["years"]}
+df = (pl.scan_parquet(f"{cur}/manifest/", hive_partitioning=True).filter(pl.col("split") == "train")
+      .select(b=pl.col("year").replace_strict(year_to_bucket, default=None, return_dtype=pl.String),
+              f0=pl.col("uid").str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64),
+              f1=pl.col("uid").str.slice(16, 16).str.to_integer(base=16, dtype=pl.UInt64))
+      .drop_nulls("b").unique().sort("f0", "f1").collect())
+for (b,), g in df.partition_by("b", as_dict=True).items():
+    a = np.empty(g.height, np.dtype("u8,u8")); a["f0"], a["f1"] = g["f0"].to_numpy(), g["f1"].to_numpy()
+    np.save(f"{out}/{b}.npy", a)
+"""
+
+
+def same_npy(tic_out: Path, peer_out: Path) -> None:
+    """The peer writes no file for an empty bucket; every other file must be byte-identical."""
+    for f in sorted(tic_out.glob("*.npy")):
+        other = peer_out / f.name
+        if other.exists():
+            assert other.read_bytes() == f.read_bytes(), f"{f.name}: tic and the Polars script differ"
+        else:
+            assert len(__import__("numpy").load(f)) == 0, f"{f.name}: only tic wrote it"
+
+
+def bench_export(cur: Path, root: Path, repeats: int) -> dict:
+    script = root / "polars_export.py"
+    script.write_text(POLARS_EXPORT)
+    tic_runs, peer_runs = [], []
+    for _ in range(repeats):
+        for d in ("x-tic", "x-peer"):
+            shutil.rmtree(root / d, ignore_errors=True)
+        (root / "x-peer").mkdir()
+        tic_runs.append(timed([str(BIN / "tic"), "-q", "uids", "export", str(cur), "--out", str(root / "x-tic")]))
+        peer_runs.append(timed([sys.executable, str(script), str(cur), str(root / "x-peer")]))
+        same_npy(root / "x-tic", root / "x-peer")
+    return summarize(tic_runs, peer_runs)
+
+
+def bench_audit(cur: Path, root: Path, repeats: int) -> dict:
+    runs = []
+    for _ in range(repeats):
+        shutil.rmtree(root / "a-tic", ignore_errors=True)
+        runs.append(timed([str(BIN / "tic"), "-q", "audit", str(cur), "--out", str(root / "a-tic")]))
+    return summarize(runs, [])
+
+
+def summarize(tic_runs: list, peer_runs: list) -> dict:
+    med = lambda runs, i=0: statistics.median(r[0] for r in runs)  # noqa: E731
+    peak = lambda runs, k: max(r[1].get(k, 0) for r in runs) / 2**30  # noqa: E731
+    out = {"tic_s": med(tic_runs), "tic_tree_gib": peak(tic_runs, "tree"), "tic_process_gib": peak(tic_runs, "process")}
+    if peer_runs:
+        out |= {"peer_s": med(peer_runs), "peer_gib": peak(peer_runs, "tree")}
+    return out
+
+
+VERBS = {"export": bench_export, "audit": bench_audit}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default="4000000,16000000", help="pool sizes, comma-separated")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--verbs", default=",".join(VERBS), help=f"comma-separated: {', '.join(VERBS)}")
+    ap.add_argument("--workdir", help="where pools and outputs go (default: a temporary folder, removed)")
+    ap.add_argument("--keep", action="store_true", help="keep pools and curated folders for the next run")
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    args = ap.parse_args()
+    verbs = [v.strip() for v in args.verbs.split(",") if v.strip()]
+    if unknown := [v for v in verbs if v not in VERBS]:
+        sys.exit(f"--verbs: unknown {', '.join(unknown)}; choose from {', '.join(VERBS)}")
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="tic-bench-scale-"))
+    root.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for rows in [int(float(x)) for x in args.rows.split(",")]:
+            pool = ensure_pool(root, rows)
+            cur = root / f"cur-{rows}"
+            if not (cur / "manifest.json").exists():
+                wall, peaks = timed([str(BIN / "tic"), "-q", "curate", str(pool), "--out", str(cur)])
+                results.append({"verb": "curate", "rows": rows, "tic_s": wall, "tic_tree_gib": peaks.get("tree", 0) / 2**30,
+                                "tic_process_gib": peaks.get("process", 0) / 2**30})
+            kept = json.loads((cur / "manifest.json").read_text())["rows"]
+            for verb in verbs:
+                print(f"{verb}, {rows:,}-row pool ({kept:,} curated rows) ...", flush=True)
+                results.append({"verb": verb, "rows": kept} | VERBS[verb](cur, root, args.repeats))
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(root, ignore_errors=True)
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def report(results: list[dict]) -> None:
+    cores = os.cpu_count() or 1
+    print(f"\n{'verb':<8} {'rows':>12} {'tic s':>8} {'rows/s/core':>12} {'peer s':>7} {'tic/peer':>8} {'tic GiB':>8}"
+          f" {'(1 proc)':>8} {'peer GiB':>8} {'core-h @12.7B':>13}")
+    for r in results:
+        rate = r["rows"] / r["tic_s"] / cores
+        peer = (f"{r['peer_s']:>7.1f} {r['tic_s'] / r['peer_s']:>8.2f}" if "peer_s" in r else f"{'-':>7} {'-':>8}")
+        print(f"{r['verb']:<8} {r['rows']:>12,} {r['tic_s']:>8.1f} {rate:>12,.0f} {peer} {r['tic_tree_gib']:>8.2f}"
+              f" {r['tic_process_gib']:>8.2f} {r.get('peer_gib', float('nan')):>8.2f} {PAPER_ROWS / rate / 3600:>13,.1f}")
+    print(f"\nmedians; rows = the curated rows each verb reads (curate: the pool's rows); {cores} cores; core-hours at "
+          "12.7B rows assume the rate per core holds (tasks are per file / per range)")
+
+
+if __name__ == "__main__":
+    main()
