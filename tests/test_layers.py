@@ -59,6 +59,7 @@ LAYERS: dict[str, int] = {
     "ticdata.audit": 4,
     "ticdata.uidsplits": 4,
     "ticdata.uidexport": 4,
+    "ticdata.uidimport_tasks": 4,
     "ticdata.official_dating": 4,
     "ticdata.synth": 4,
     "ticdata.serve": 4,

@@ -4,9 +4,6 @@ the driver reads no manifest row, and a run killed between stages resumes."""
 from __future__ import annotations
 
 import io
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-
 import numpy as np
 import polars as pl
 import pytest
@@ -18,6 +15,8 @@ from ticdata.executor import InlineExecutor
 from ticdata.layout import CuratedFolder
 from ticdata.manifest import load_manifest_json, scan_manifest
 from ticdata.uidlists import UID_DTYPE, UidFileWriter, uids_to_array, write_uid_file
+
+from driver_guard import ProcessExecutor, refuse_row_readers
 
 
 def saved(arr: np.ndarray) -> bytes:
@@ -102,33 +101,12 @@ def outside(folder) -> int:
     return load_manifest_json(folder)["outside_buckets"]["rows"]
 
 
-class ProcessExecutor:
-    """Tasks in fresh (spawned) processes: whatever the driver is patched to refuse, they may do."""
-
-    def __init__(self):
-        self.pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
-
-    def run(self, tasks):
-        futures = [(t, self.pool.submit(t.fn, *t.args)) for t in tasks]
-        for t, f in futures:
-            yield t, f.result()
-
-
 def test_the_driver_reads_no_manifest_row(curated, tmp_path, monkeypatch):
     """By construction: with every Parquet/IPC row reader of Polars and pyarrow refused in the driver,
     the export (tasks in other processes) still writes the same files. The driver reads footers and
     manifest.json only, so its memory is O(files + buckets) whatever the pool's size."""
-    import pyarrow.parquet as pq
-
     ex = ProcessExecutor()
-    list(ex.run([]))
-
-    def refuse(*a, **k):
-        raise AssertionError("the driver read manifest rows")
-
-    for mod, names in [(pl, ["read_parquet", "scan_parquet", "read_ipc", "scan_ipc"]), (pq, ["read_table", "ParquetFile"])]:
-        for name in names:
-            monkeypatch.setattr(mod, name, refuse)
+    refuse_row_readers(monkeypatch)
     try:
         written = ux.export_uids(curated, tmp_path / "uids", executor=ex)
     finally:

@@ -78,8 +78,13 @@ def cmd_uids_import(args) -> int:
 
     from ticdata.manifest import manifest_guard
 
+    from ticdata.manifest import checked_manifest_files
+
     with manifest_guard(args.dir):
-        doc = import_uids(Path(args.dir), args.uid_files, Path(args.out), overwrite=args.overwrite)
+        work = sum(p.stat().st_size for p in checked_manifest_files(args.dir))
+        with executor(args, work_bytes=work, threads=True) as ex:
+            doc = import_uids(Path(args.dir), args.uid_files, Path(args.out), overwrite=args.overwrite, executor=ex,
+                              progress=not args.quiet)
     print(format_bucket_table(doc))
     print(format_import_table(doc))
     print("dated elsewhere: found rows whose first-seen date tic recovered lies outside the list's bucket")
@@ -265,6 +270,7 @@ def add_uids(sub, common) -> None:
     ui.add_argument("uid_files", nargs="+", metavar="[BUCKET=]FILE.npy")
     ui.add_argument("--out", required=True, help="new curated folder")
     ui.add_argument("--overwrite", action="store_true", help="replace a manifest in OUT")
+    add_executor_flags(ui)
     ui.set_defaults(func=cmd_uids_import)
     us = up_sub.add_parser("sizes", parents=[common], help="per-year sizes of TiC's official eval uid maps (.pkl)",
                            description="Print, per year, how many uids an official TiC eval map lists "

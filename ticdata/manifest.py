@@ -155,9 +155,14 @@ def count_buckets(out: str | Path, bench: Benchmark) -> tuple[dict, dict]:
         counts = lf.group_by("year", pl.col("month").fill_null(1), split.alias("split")).len().collect()
         return bucket_table([(int(y), int(m), str(s), int(n)) for y, m, s, n in counts.iter_rows()], bench)
     counts = lf.group_by("bucket", "year", split.alias("split")).len().collect()
+    return list_bucket_table(list(counts.iter_rows()), bench)
+
+
+def list_bucket_table(counts: list[tuple[str, int, str, int]], bench: Benchmark) -> tuple[dict, dict]:
+    """The bucket table of a folder of uid lists from (bucket, year, split, n) counts."""
     buckets = {st.name: {"rows": 0, "years": [], "step": st.name, "splits": {}} for st in bench.steps}
     outside: dict = {"rows": 0, "years": {}}
-    for name, year, sp, n in sorted(counts.iter_rows(), key=lambda r: (str(r[0]), r[1], str(r[2]))):
+    for name, year, sp, n in sorted(counts, key=lambda r: (str(r[0]), r[1], str(r[2]))):
         if name not in buckets:
             outside["rows"] += n
             outside["years"][str(year)] = outside["years"].get(str(year), 0) + n

@@ -104,8 +104,8 @@ class UidFileWriter:
         os.replace(self.tmp, self.path)
 
 
-def read_uid_array(path: Path) -> np.ndarray:
-    """A DataComp uid file as its `u8,u8` structured array, checked (one clear error per bad file).
+def _checked_layout(path: Path) -> tuple[np.dtype, int, int]:
+    """(dtype, count, data offset) of a DataComp uid file, checked (one clear error per bad file).
     The header's shape and dtype are read and checked against the file's size before anything is
     allocated: a header that claims more uids than the file holds is refused, not trusted."""
     path = Path(path)
@@ -132,8 +132,25 @@ def read_uid_array(path: Path) -> np.ndarray:
     have = path.stat().st_size
     if have < need:
         raise UserError(f"{path}: truncated: its header claims {shape[0]:,} uids ({need:,} bytes), the file has {have:,}; re-create it")
-    arr = np.fromfile(path, dtype=dtype, count=shape[0], offset=offset)
+    return dtype, shape[0], offset
+
+
+def read_uid_array(path: Path) -> np.ndarray:
+    """A DataComp uid file as its `u8,u8` structured array, checked (see _checked_layout)."""
+    dtype, count, offset = _checked_layout(Path(path))
+    arr = np.fromfile(path, dtype=dtype, count=count, offset=offset)
     return arr.astype(UID_DTYPE, copy=False)
+
+
+def uid_memmap(path: Path) -> np.ndarray:
+    """A uid file, checked, memory-mapped as `u8,u8` (nothing read until sliced); a file whose two
+    fields are laid out otherwise (padding, other order of offsets) is read and converted instead."""
+    dtype, count, offset = _checked_layout(Path(path))
+    if dtype.itemsize != UID_DTYPE.itemsize or [dtype.fields[n][1] for n in dtype.names] != [0, 8]:
+        return read_uid_array(path)
+    if count == 0:
+        return np.zeros(0, dtype=UID_DTYPE)
+    return np.memmap(path, dtype=UID_DTYPE, mode="r", offset=offset, shape=(count,))
 
 
 def read_uid_file(path: Path) -> list[str]:

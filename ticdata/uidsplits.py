@@ -7,96 +7,113 @@ file naming a bucket; the rows keep their own timestamps and gain a `bucket` col
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
+import os
 from collections import Counter
-import shutil
 from pathlib import Path
 
-import polars as pl
-
 from ticdata import __version__
-from ticdata.errors import UserError
+from ticdata import uidimport_tasks as T
+from ticdata.executor import Task
+from ticdata.job import Job
 from ticdata.ledger import Ledger
-from ticdata.official_dating import agreement, tally
-from ticdata.manifest import SCHEMA_VERSION, checked_manifest_files, count_buckets, load_manifest_json, scan_manifest
-from ticdata.storage import atomic_dir, write_json_atomic
+from ticdata.official_dating import agreement
+from ticdata.manifest import SCHEMA_VERSION, checked_manifest_files, list_bucket_table, load_manifest_json
+from ticdata.storage import rmtree, write_json_atomic
 from ticdata.benchmarks import benchmark_from_manifest
 from ticdata.layout import CuratedFolder, check_apart
-from ticdata.uidlists import parse_uid_specs, read_uid_file
+from ticdata.uidlists import parse_uid_specs, uid_memmap
 
 log = logging.getLogger(__name__)
-TRAIN = "train"
-# what `tic evalsets` writes beside `split`, with its type
-EVAL_MARKS = {"exclude_reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32, "eval_class": pl.String}
 
 
-def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool = False) -> dict:
-    """A new curated folder at `out` holding only the listed uids, each with its list's bucket."""
+def _fingerprint(folder: CuratedFolder, pairs: list[tuple[str, Path]]) -> dict:
+    def stat(p: Path) -> list:
+        return [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else [str(p), None, None]
+
+    return {"tool_version": __version__, "manifest": [stat(p) for p in folder.manifest_files()],
+            "manifest_json_sha256": hashlib.sha256(folder.manifest_json.read_bytes()).hexdigest(),
+            "lists": [[name, *stat(Path(p))] for name, p in pairs]}
+
+
+def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool = False, executor=None,
+                progress: bool = False) -> dict:
+    """A new curated folder at `out` holding only the listed uids, each with its list's bucket: a
+    join by uid range on the executor (`ticdata.uidimport_tasks`); the driver reads no row."""
+    from ticdata.executor import InlineExecutor
+
     pairs = parse_uid_specs(specs)
-    source_doc = load_manifest_json(manifest_dir)
-    frames = [pl.DataFrame({"uid": read_uid_file(p), "bucket": name}) for name, p in pairs]
-    table = pl.concat(frames) if frames else pl.DataFrame(schema={"uid": pl.String, "bucket": pl.String})
-    inner = table.filter(pl.struct("uid", "bucket").is_duplicated())
-    if inner.height:
-        raise UserError(f"uid {inner['uid'][0]} is listed more than once in the uid file of bucket {inner['bucket'][0]}; "
-                        "a uid file lists each uid once (DataComp's files are sorted and unique)")
-    dup = table.filter(pl.col("uid").is_duplicated())
-    if dup.height:
-        raise UserError(f"uid {dup['uid'][0]} is in more than one uid file ({', '.join(dup['bucket'].unique().sort())}); a uid belongs to one bucket")
-    check_apart(Path(out), {"curated folder": Path(manifest_dir)})
+    folder = CuratedFolder(Path(manifest_dir).resolve())
+    source_doc = load_manifest_json(folder.root)
+    check_apart(Path(out), {"curated folder": folder.root})
+    parts = checked_manifest_files(folder.root)  # validates the source folder (every footer)
+    for _, p in pairs:
+        uid_memmap(Path(p))  # each list's header checked before anything runs
     dest = CuratedFolder(Path(out).resolve())
-    if dest.manifest_dir.exists() or dest.manifest_json.exists():
-        if not overwrite:
-            raise UserError(f"{dest.root}: already holds a manifest; pass --overwrite or choose another --out")
-        shutil.rmtree(dest.manifest_dir, ignore_errors=True)
-        dest.manifest_json.unlink(missing_ok=True)
-    scan_manifest(manifest_dir)  # validates the source folder
-    matched_per_bucket = {name: 0 for name, _ in pairs}
-    rows_in = kept = reset = 0
-    source_bench = benchmark_from_manifest(source_doc, CuratedFolder(Path(manifest_dir)).manifest_json)
+    job = Job(dest.root, "uids-import", _fingerprint(folder, pairs), outputs=(dest.manifest_dir, dest.manifest_json),
+              overwrite=overwrite, progress=progress, describe="a manifest").open()
+    if job.done:
+        return load_manifest_json(dest.root)
+    ex = executor or InlineExecutor(workers=1)
+    work = job.path("work")
+    work.mkdir(parents=True, exist_ok=True)
+    names = [n for n, _ in pairs]
+    lists = job.stage(ex, "lists", [Task(f"list-{i:04d}", T.check_list, (str(p), n, i, str(work)), str(p))
+                                    for i, (n, p) in enumerate(pairs)])
+    keys = job.stage(ex, "keys", [Task(f"keys-{j:06d}", T.write_keys, (str(p), j, str(work)), str(p))
+                                  for j, p in enumerate(parts)])
+    total = max(sum(v["uids"] for v in lists.values()), sum(v["keys"] for v in keys.values()))
+    ranges = max(1, math.ceil(total / T.RANGE_UIDS))
+    list_paths = [(n, lists[f"list-{i:04d}"]["path"]) for i, n in enumerate(names)]
+    key_paths = [keys[f"keys-{j:06d}"]["path"] for j in range(len(parts))]
+    joined = job.stage(ex, "join", [Task(f"join-{r:05d}", T.join_range, (r, ranges, list_paths, key_paths, str(work)), f"uid range {r}")
+                                    for r in range(ranges)])
+    match_files = [joined[f"join-{r:05d}"]["path"] for r in range(ranges)]
+    staging = job.path("manifest")
+    doc_where = (source_doc, str(folder.manifest_json))
+    applied = job.stage(ex, "apply", [
+        Task(f"apply-{j:06d}", T.apply_part, (str(p), j, match_files, names, str(staging / p.parent.name / p.name), *doc_where), str(p))
+        for j, p in enumerate(parts)])
+    results = [applied[f"apply-{j:06d}"] for j in range(len(parts))]
+    if dest.manifest_dir.exists():
+        rmtree(dest.manifest_dir)
+    staging.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, dest.manifest_dir)  # every file was written atomically in the state: one rename publishes them
+    doc = _import_doc(folder, source_doc, pairs, lists, results, dest)
+    write_json_atomic(dest.manifest_json, doc)
+    job.finish()
+    return doc
+
+
+def _import_doc(folder: CuratedFolder, source_doc: dict, pairs, lists: dict, results: list[dict], dest: CuratedFolder) -> dict:
+    """manifest.json of the imported folder, from the tasks' counts."""
+    rows_in, kept = sum(r["rows_in"] for r in results), sum(r["kept"] for r in results)
+    matched = Counter()
     dating: Counter = Counter()
-    with atomic_dir(dest.manifest_dir) as tmp:
-        for part in checked_manifest_files(manifest_dir):
-            df = pl.read_parquet(part)
-            rows_in += df.height
-            if "bucket" in df.columns:  # a folder of uid lists imported again: its own buckets are tic's side
-                df = df.rename({"bucket": "src_bucket"})
-            sel = df.join(table, on="uid", how="inner").sort("uid")
-            tally(sel, int(part.parent.name.split("=", 1)[1]), source_bench, dating)
-            sel = sel.drop("src_bucket", strict=False)
-            if "split" in sel.columns:  # the lists define a fresh folder: marks of an earlier `tic evalsets` go
-                reset += int((sel["split"] != TRAIN).sum())
-                sel = sel.with_columns([pl.lit(TRAIN).alias("split")]
-                                       + [pl.lit(None, t).alias(c) for c, t in EVAL_MARKS.items() if c in sel.columns])
-            kept += sel.height
-            for name, n in sel.group_by("bucket").len().iter_rows():
-                matched_per_bucket[name] += n
-            if sel.height:
-                target = tmp / part.parent.name / part.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                sel.write_parquet(target, compression="zstd", statistics=True)
+    for r in results:
+        matched.update(r["per_bucket"])
+        for o, y, m, t, n in r["dating"]:
+            dating[(o, y, m, t)] += n
     ledger = Ledger()
     ledger.add_stage("select", rows_in, kept, dropped={"not_in_uid_lists": rows_in - kept})
     ledger.close()
-    lists = {
-        name: {"file": str(p.resolve()), "uids": int((table["bucket"] == name).sum()), "matched": matched_per_bucket[name]}
-        for name, p in pairs
-    }
+    info = {name: {"file": str(Path(p).resolve()), "uids": lists[f"list-{i:04d}"]["uids"], "matched": matched.get(name, 0)}
+            for i, (name, p) in enumerate(pairs)}
     agree = agreement(dating)
-    for name, v in lists.items():
+    for name, v in info.items():
         v["missing"] = v["uids"] - v["matched"]
         v["dated_elsewhere"] = agree.get(name, {}).get("dated_elsewhere", 0)
         v["tic_buckets"] = agree.get(name, {}).get("tic_buckets", {})
     bench = {"name": "uid-lists", "granularity": "list", "steps": [{"name": n, "years": []} for n, _ in pairs],
              "source_benchmark": source_doc.get("benchmark", {}).get("name")}
-    if kept:
-        buckets, outside = count_buckets(dest.root, benchmark_from_manifest({"benchmark": bench}, dest.manifest_json))
-    else:
-        buckets, outside = {n: {"rows": 0, "years": [], "step": n, "splits": {}} for n, _ in pairs}, {"rows": 0, "years": {}}
-    doc = {
+    counts = [tuple(c) for r in results for c in r["counts"]]  # (bucket, year, split, n) per file: no row read here
+    buckets, outside = list_bucket_table(counts, benchmark_from_manifest({"benchmark": bench}, dest.manifest_json))
+    return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "tic", "version": __version__, "command": "uids import"},
-        "inputs": {"manifest": str(Path(manifest_dir).resolve()), "uid_lists": lists, "eval_marks_reset": reset},
+        "inputs": {"manifest": str(folder.root), "uid_lists": info, "eval_marks_reset": sum(r["reset"] for r in results)},
         "parameters": {},
         "benchmark": bench,
         "columns": source_doc.get("columns", {}) | {"bucket": "String"},
@@ -105,8 +122,6 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
         "outside_buckets": outside,
         "ledger": ledger.to_json(),
     }
-    write_json_atomic(dest.manifest_json, doc)
-    return doc
 
 
 def format_import_table(doc: dict) -> str:

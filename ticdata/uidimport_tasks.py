@@ -1,0 +1,151 @@
+"""The tasks of `tic uids import` at any size: a join of the manifest with the uid lists by uid range.
+
+Neither side fits in one process at TiC-DataComp's size (12.7B manifest rows; lists of 1-2B uids), so
+the join is partitioned by uid range, as curate's reduce is by uid hash:
+
+- lists: per uid file, check it (sorted, no uid twice) on its memory map; an unsorted file is sorted
+  into the state (DataComp's and TiC's files are sorted: their check costs one pass, no copy).
+- keys: per manifest file, its uids as sorted unique `u8,u8` keys.
+- join: per range of the high half, the slices of every list and every key run in that range
+  (memory-mapped), joined: a uid in two lists is refused here; the matches go to one Arrow IPC
+  file per range, record batch p = manifest file p (curate's shuffle layout).
+- apply: per manifest file, its matches from every range, joined to its rows (same rows, columns,
+  order and Parquet options as the one-process import, so the same bytes).
+
+A task holds one manifest file or one range (about RANGE_UIDS keys); the driver holds names and counts.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ticdata.benchmarks import benchmark_from_manifest
+from ticdata.curate_tasks import read_partition, write_partitions
+from ticdata.errors import UserError
+from ticdata.official_dating import tally
+from ticdata.uidlists import UID_DTYPE, UidFileWriter, array_to_uids, uid_memmap
+
+RANGE_UIDS = 4_000_000
+BLOCK = 1 << 22
+LOWER_HEX_UID = r"^[0-9a-f]{32}$"  # the uids a list can hold as rendered by DataComp (lowercase hex)
+TRAIN = "train"
+EVAL_MARKS = {"exclude_reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32, "eval_class": pl.String}
+
+
+def _keys(uids: pl.Expr) -> list[pl.Expr]:
+    """(f0, f1) of a lowercase 32-hex uid, null for anything else (it can match no list)."""
+    ok = uids.str.contains(LOWER_HEX_UID).fill_null(False)
+    return [pl.when(ok).then(uids.str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False)).alias("f0"),
+            pl.when(ok).then(uids.str.slice(16, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False)).alias("f1")]
+
+
+def _out_of_order(arr: np.ndarray) -> tuple[int, bool] | None:
+    """The first index i where arr[i] <= arr[i-1], and whether it is an equal pair; None when strictly sorted."""
+    for s in range(1, len(arr), BLOCK):
+        a, b = np.asarray(arr[s - 1 : s - 1 + BLOCK + 1]), None
+        prev, cur = a[:-1], a[1:]
+        b = (cur["f0"] < prev["f0"]) | ((cur["f0"] == prev["f0"]) & (cur["f1"] <= prev["f1"]))
+        if b.any():
+            i = int(np.argmax(b))
+            return s + i, bool(cur["f0"][i] == prev["f0"][i] and cur["f1"][i] == prev["f1"][i])
+    return None
+
+
+def check_list(path: str, bucket: str, index: int, work: str) -> dict:
+    """A uid file ready to be sliced by range: itself when sorted, else a sorted copy in the state."""
+    arr = uid_memmap(Path(path))
+    bad = _out_of_order(arr)
+    if bad is None:
+        return {"path": path, "uids": len(arr)}
+    i, equal = bad
+    if equal:
+        raise UserError(f"uid {array_to_uids(arr[i:i + 1])[0]} is listed more than once in the uid file of bucket {bucket}; "
+                        "a uid file lists each uid once (DataComp's files are sorted and unique)")
+    full = np.sort(np.asarray(arr), order=["f0", "f1"])  # an unsorted list: held once, to sort it
+    same = (full["f0"][1:] == full["f0"][:-1]) & (full["f1"][1:] == full["f1"][:-1])
+    if same.any():
+        uid = array_to_uids(full[int(np.argmax(same)):][:1])[0]
+        raise UserError(f"uid {uid} is listed more than once in the uid file of bucket {bucket}; "
+                        "a uid file lists each uid once (DataComp's files are sorted and unique)")
+    target = Path(work) / f"list-{index:04d}.npy"
+    with UidFileWriter(target, len(full)) as w:
+        w.append(full)
+    return {"path": str(target), "uids": len(full)}
+
+
+def write_keys(part: str, index: int, work: str) -> dict:
+    """One manifest file's uids as a sorted unique key run."""
+    keys = pl.read_parquet(part, columns=["uid"]).select(_keys(pl.col("uid"))).drop_nulls().unique().sort("f0", "f1")
+    target = Path(work) / f"keys-{index:06d}.npy"
+    out = np.empty(keys.height, dtype=UID_DTYPE)
+    out["f0"], out["f1"] = keys["f0"].to_numpy(), keys["f1"].to_numpy()
+    with UidFileWriter(target, len(out)) as w:
+        w.append(out)
+    return {"path": str(target), "keys": len(out)}
+
+
+def range_bounds(ranges: int) -> list[int]:
+    return [(r << 64) // ranges for r in range(ranges)] + [1 << 64]
+
+
+def _slice(path: str, lo: int, hi: int) -> pl.DataFrame:
+    """The keys of a sorted uid file whose high half lies in [lo, hi): two binary searches on the
+    memory map (a few pages each), then only the slice is read."""
+    arr = uid_memmap(Path(path))
+    f0 = arr["f0"]
+    a, b = bisect_left(f0, lo), (len(arr) if hi >= 1 << 64 else bisect_left(f0, hi))
+    part = np.asarray(arr[a:b])
+    return pl.DataFrame({"f0": part["f0"], "f1": part["f1"]}, schema={"f0": pl.UInt64, "f1": pl.UInt64})
+
+
+def join_range(r: int, ranges: int, lists: list[tuple[str, str]], keys: list[str], work: str) -> dict:
+    """Matches (manifest file, f0, f1, list) of uid range r, one IPC batch per manifest file."""
+    lo, hi = range_bounds(ranges)[r : r + 2]
+    listed = pl.concat([_slice(p, lo, hi).with_columns(list=pl.lit(i, pl.UInt16)) for i, (_, p) in enumerate(lists)])
+    twice = listed.filter(pl.struct("f0", "f1").is_duplicated())
+    if twice.height:
+        f0, f1 = twice.row(0)[:2]
+        names = sorted({lists[i][0] for i in twice.filter((pl.col("f0") == f0) & (pl.col("f1") == f1))["list"]})
+        raise UserError(f"uid {f0:016x}{f1:016x} is in more than one uid file ({', '.join(names)}); a uid belongs to one bucket")
+    found = pl.concat([_slice(p, lo, hi).with_columns(_part=pl.lit(j, pl.Int32)) for j, p in enumerate(keys)])
+    matches = found.join(listed, on=["f0", "f1"], how="inner")
+    target = Path(work) / f"matches-{r:05d}.arrow"
+    write_partitions(target, matches, len(keys), "uncompressed")
+    return {"path": str(target), "listed": listed.height, "matches": matches.height}
+
+
+def apply_part(part: str, index: int, ranges: list[str], names: list[str], target: str, doc: dict, where: str) -> dict:
+    """One manifest file restricted to its listed uids, each with its list's bucket (the file's own
+    rows, sorted by uid, as the one-process import wrote them)."""
+    path = Path(part)
+    batches = [read_partition(Path(m), index) for m in ranges]
+    matched = pl.concat([pl.from_arrow(b) for b in batches if b is not None and b.num_rows] or
+                        [pl.DataFrame(schema={"f0": pl.UInt64, "f1": pl.UInt64, "list": pl.UInt16})])
+    table = matched.select("f0", "f1", bucket=pl.col("list").replace_strict(list(range(len(names))), names, return_dtype=pl.String))
+    df = pl.read_parquet(path)
+    rows_in = df.height
+    if "bucket" in df.columns:  # a folder of uid lists imported again: its own buckets are tic's side
+        df = df.rename({"bucket": "src_bucket"})
+    sel = df.with_columns(_keys(pl.col("uid"))).join(table, on=["f0", "f1"], how="inner").drop("f0", "f1").sort("uid")
+    dating: Counter = Counter()
+    tally(sel, int(path.parent.name.split("=", 1)[1]), benchmark_from_manifest(doc, Path(where)), dating)
+    sel = sel.drop("src_bucket", strict=False)
+    reset = 0
+    if "split" in sel.columns:  # the lists define a fresh folder: marks of an earlier `tic evalsets` go
+        reset = int((sel["split"] != TRAIN).sum())
+        sel = sel.with_columns([pl.lit(TRAIN).alias("split")] + [pl.lit(None, t).alias(c) for c, t in EVAL_MARKS.items() if c in sel.columns])
+    if sel.height:
+        from ticdata.storage import write_parquet_atomic
+
+        write_parquet_atomic(Path(target), sel, compression="zstd", statistics=True)
+    year = int(path.parent.name.split("=", 1)[1])
+    split = pl.col("split") if "split" in sel.columns else pl.lit(TRAIN)
+    counts = [[b, year, str(s), int(n)] for b, s, n in sel.group_by("bucket", split.alias("split")).len().iter_rows()]
+    return {"rows_in": rows_in, "kept": sel.height, "reset": reset, "file": target if sel.height else None, "counts": counts,
+            "per_bucket": dict(sel.group_by("bucket").len().iter_rows()),
+            "dating": [[o, y, m, t, n] for (o, y, m, t), n in dating.items()]}
