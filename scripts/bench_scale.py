@@ -6,6 +6,8 @@ For each size: a synthetic pool (`tic synth pool`, bench_curate's default shape)
 alternating with its peer:
 
     export   `tic uids export CUR --out ...`   vs a Polars script in one process writing the same .npy bytes
+    import   `tic uids import CUR B.npy... --out ...` (every bucket's exported list) vs a Polars script
+             joining the whole manifest with every list at once in one process: same Parquet bytes
     audit    `tic audit CUR --out ...`         (no peer: its URL-date parser is timed alone by bench_urldates.py)
 
 Prints per verb and size: median wall, rows/s per core, the peer's median and the ratio, and peak
@@ -23,6 +25,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -45,6 +48,26 @@ df = (pl.scan_parquet(f"{cur}/manifest/", hive_partitioning=True).filter(pl.col(
 for (b,), g in df.partition_by("b", as_dict=True).items():
     a = np.empty(g.height, np.dtype("u8,u8")); a["f0"], a["f1"] = g["f0"].to_numpy(), g["f1"].to_numpy()
     np.save(f"{out}/{b}.npy", a)
+"""
+
+
+POLARS_IMPORT = r"""
+import os, sys, numpy as np, polars as pl
+cur, out, *specs = sys.argv[1:]
+def listed(name, path):
+    a = np.load(path, allow_pickle=False)
+    return pl.DataFrame({"f0": a["f0"], "f1": a["f1"]}).with_columns(bucket=pl.lit(name))
+table = pl.concat([listed(*s.split("=", 1)) for s in specs])
+marks = {"exclude_reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32, "eval_class": pl.String}
+keys = [pl.col("uid").str.slice(i, 16).str.to_integer(base=16, dtype=pl.UInt64).alias(f) for i, f in ((0, "f0"), (16, "f1"))]
+lf = pl.scan_parquet(f"{cur}/manifest/", hive_partitioning=False, include_file_paths="_file")
+sel = lf.with_columns(keys).join(table.lazy(), on=["f0", "f1"]).drop("f0", "f1").collect()
+for (path,), part in sel.partition_by("_file", as_dict=True).items():
+    part = part.drop("_file").sort("uid")
+    part = part.with_columns([pl.lit("train").alias("split")] + [pl.lit(None, t).alias(c) for c, t in marks.items() if c in part.columns])
+    target = os.path.join(out, "manifest", *path.split(os.sep)[-2:])
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    part.write_parquet(target, compression="zstd", statistics=True)
 """
 
 
@@ -72,6 +95,28 @@ def bench_export(cur: Path, root: Path, repeats: int) -> dict:
     return summarize(tic_runs, peer_runs)
 
 
+def bench_import(cur: Path, root: Path, repeats: int) -> dict:
+    """Every bucket's uid file (from `tic uids export`) imported back: every curated row is listed."""
+    lists = root / "lists"
+    if not lists.exists():
+        subprocess.run([str(BIN / "tic"), "-q", "uids", "export", str(cur), "--out", str(lists)], check=True)
+    specs = [f"{p.stem}={p}" for p in sorted(lists.glob("*.npy"))]
+    script = root / "polars_import.py"
+    script.write_text(POLARS_IMPORT)
+    tic_runs, peer_runs = [], []
+    for _ in range(repeats):
+        for d in ("i-tic", "i-peer"):
+            shutil.rmtree(root / d, ignore_errors=True)
+        tic_runs.append(timed([str(BIN / "tic"), "-q", "uids", "import", str(cur), *specs, "--out", str(root / "i-tic")]))
+        peer_runs.append(timed([sys.executable, str(script), str(cur), str(root / "i-peer"), *specs]))
+        mine = sorted((root / "i-tic" / "manifest").glob("year=*/*.parquet"))
+        theirs = sorted((root / "i-peer" / "manifest").glob("year=*/*.parquet"))
+        assert [p.relative_to(root / "i-tic") for p in mine] == [p.relative_to(root / "i-peer") for p in theirs], "other files"
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(mine, theirs)), "tic and the Polars script differ"
+    shutil.rmtree(lists)
+    return summarize(tic_runs, peer_runs)
+
+
 def bench_audit(cur: Path, root: Path, repeats: int) -> dict:
     runs = []
     for _ in range(repeats):
@@ -89,7 +134,7 @@ def summarize(tic_runs: list, peer_runs: list) -> dict:
     return out
 
 
-VERBS = {"export": bench_export, "audit": bench_audit}
+VERBS = {"export": bench_export, "import": bench_import, "audit": bench_audit}
 
 
 def main() -> None:
