@@ -19,12 +19,13 @@ from ticdata.download import DownloadConfig, download
 from ticdata.errors import UserError
 from ticdata.evalsets import EvalConfig, build_evalsets
 from ticdata.evalsets_tasks import FlagSpec, flag_training
-from ticdata.executor import InlineExecutor, RayExecutor
+from ticdata.executor import InlineExecutor, RayExecutor, run_stage
 from ticdata.fetch import FetchPolicy
 from ticdata.manifest import scan_manifest
 from ticdata.phash import phash_bytes
 from ticdata.recover import uid_of
 from ticdata.reshard import selection_from_manifest
+from ticdata.reshard_lookup import build_lookup
 from ticdata.wds import iter_samples
 from ticdata.serve import ImageServer
 from ticdata.synth.world import caption, image_url, world
@@ -124,8 +125,12 @@ def test_held_out_rows_never_reach_training(tmp_path, server, ray_local):
     assert set(train) == set(man.filter((pl.col("split") == "train") & (pl.col("status") == "success"))["uid"])
     assert set(train) == set(man.filter(pl.col("split") == "train")["uid"])
     # nor in any training selection made from the manifest
-    sel = selection_from_manifest(out, "train")
-    assert not ({f"{h:016x}{l:016x}" for h, l in zip(sel.hi, sel.lo)} & evals)
+    state = tmp_path / "selection"
+    build_lookup(selection_from_manifest(out, "train"), state,
+                 lambda name, tasks: run_stage(InlineExecutor(), name, tasks, state / "done", progress=False))
+    selected = {f"{h:016x}{l:016x}" for f in (state / "lookup").glob("range-*-hi.npy")
+                for h, l in zip(np.load(f), np.load(str(f).replace("-hi.npy", "-lo.npy")))}
+    assert selected and not (selected & evals)
     export_uids(out, tmp_path / "uids")
     exported = {f"{h:016x}{l:016x}" for f in (tmp_path / "uids").glob("*.npy") for h, l in np.load(f)}
     assert exported and not (exported & evals)

@@ -99,14 +99,14 @@ def test_uids_listed_twice_are_refused_in_any_range(curated, tmp_path, monkeypat
 def test_order_check_crosses_blocks(monkeypatch):
     monkeypatch.setattr(T, "BLOCK", 3)
     arr = uids_to_array(["%032x" % i for i in range(1, 12)])
-    assert T._out_of_order(arr) is None
+    assert T.out_of_order(arr) is None
     for i in range(1, 11):
         swapped = arr.copy()
         swapped[[i - 1, i]] = swapped[[i, i - 1]]
-        assert T._out_of_order(swapped) == (i, False)
+        assert T.out_of_order(swapped) == (i, False)
         repeated = arr.copy()
         repeated[i] = repeated[i - 1]
-        assert T._out_of_order(repeated) == (i, True)
+        assert T.out_of_order(repeated) == (i, True)
 
 
 def test_the_driver_reads_no_row(curated, tmp_path, monkeypatch):

@@ -18,8 +18,9 @@ a bucket is smaller. A uid seen again later in the pool is a duplicate: the firs
 Every sample read is counted once: rows_in = selected + not_selected + duplicates + malformed.
 
 Three stages of one job (`ticdata.job`; tasks in `ticdata.reshard_tasks`, the uid lookup in
-`ticdata.reshard_select`), each task writing atomically under a deterministic name and leaving a
-completion marker under OUT/.tic/reshard/, so a killed run resumes and gives the same bytes:
+`ticdata.reshard_select` and `ticdata.reshard_lookup`, built first by two stages of its own), each
+task writing atomically under a deterministic name and leaving a completion marker under
+OUT/.tic/reshard/, so a killed run resumes and gives the same bytes:
 
 1. read: one task per group of `tars_per_task` input tars streams them one member at a time,
    looks each uid up, and appends the selected samples to one part file per bucket (plus the byte
@@ -35,13 +36,15 @@ completion marker under OUT/.tic/reshard/, so a killed run resumes and gives the
 On a Ray cluster OUT must be on storage every node sees (the tasks share OUT/.tic/reshard/); it
 is deleted once reshard.json and the job's done mark are written.
 
-Memory: the driver holds the uid -> bucket lookup, a sorted numpy array of the selected uids'
-two 64-bit halves plus a 16-bit bucket index (18 bytes per selected uid, as DataComp's resharder's
-`u8,u8` array plus the bucket), saved to OUT/.tic/reshard/lookup/ and memory-mapped by every task
-(one copy in the page cache per machine, shared). A read task holds one sample's members at a
-time and the set of uids it has seen (about 100 bytes per sample of its `tars_per_task` tars); a
-dedupe task holds one range of uids (at most about DEDUPE_UIDS, 24-40 bytes each); a write task
-streams bytes through an 8 MiB buffer. Nothing grows with the pool's size but the lookup.
+Memory: the uid -> bucket lookup (18 bytes per selected uid, as DataComp's resharder's `u8,u8`
+array plus a 16-bit bucket: about 229 GB at 12.7B rows) is built by tasks before the read stage,
+a sorted run per manifest file (or per uid file) merged one uid range at a time
+(`ticdata.reshard_lookup`), and kept under OUT/.tic/reshard/lookup/ as one file set per range,
+memory-mapped by every task (one copy in the page cache per machine, shared); the driver holds
+names and counts only. A read task holds one sample's members at a time and the set of uids it has
+seen (about 100 bytes per sample of its `tars_per_task` tars); a dedupe task holds one range of
+uids (at most about DEDUPE_UIDS, 24-40 bytes each); a write task streams bytes through an 8 MiB
+buffer. Nothing any process holds grows with the pool's size.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ from ticdata.job import Job
 from ticdata.layout import SHARDS_DIR, CuratedFolder, shard_name
 from ticdata.documents import load_reshard_doc
 from ticdata.ledger import LedgerError
-from ticdata.reshard_select import Lookup, Selection, selection_from_manifest, selection_from_uid_files
+from ticdata.reshard_lookup import build_lookup, content_sha256
+from ticdata.reshard_select import Selection, selection_from_manifest, selection_from_uid_files
 from ticdata.reshard_tasks import (
     DedupeSpec,
     ReadSpec,
@@ -76,7 +80,7 @@ from ticdata.reshard_tasks import (
     write_key,
     write_shard,
 )
-from ticdata.storage import dumps_json, write_json_atomic
+from ticdata.storage import dumps_json, rmtree, write_json_atomic
 from ticdata.wds import MALFORMED, check_inputs, expand_shards
 
 log = logging.getLogger(__name__)
@@ -96,12 +100,16 @@ class ReshardPlan:
     split: str | None
     tars_per_task: int
 
-    def fingerprint(self) -> dict:
-        """What determines the output bytes (not how the work is split into tasks)."""
+    def fingerprint(self, selection_sha256: str | None = None) -> dict:
+        """What determines the output bytes (not how the work is split into tasks): the job's plan
+        names the selection by its inputs (path, size, mtime: known before the lookup is built);
+        reshard.json by the lookup's content hash (`selection_sha256`)."""
+        selection = self.selection.identity() if selection_sha256 is None else {"buckets": list(self.selection.names),
+                                                                                 "sha256": selection_sha256}
         return json.loads(dumps_json({
             "tool_version": __version__,
             "inputs": [list(x) for x in self.inputs],
-            "selection": {"buckets": list(self.selection.names), "sha256": self.selection.sha256()},
+            "selection": selection,
             "samples_per_shard": self.samples_per_shard,
         }))
 
@@ -128,7 +136,7 @@ def plan_reshard(
     tars_per_task: int = 1,
     overwrite: bool = False,
 ) -> ReshardPlan:
-    """Check every input and build the uid lookup; writes nothing (call before starting Ray)."""
+    """Check every input (tar headers, the selection's source); writes nothing (call before starting Ray)."""
     if (manifest is None) == (not uid_files):
         raise UserError("choose the samples with a curated folder (--manifest DIR) or with uid files (--uids FILE.npy...), one of the two")
     if samples_per_shard < 1 or tars_per_task < 1:
@@ -228,9 +236,15 @@ def reshard(
         log.info("%s: already resharded from these inputs; nothing to do", plan.out)
         return load_reshard_doc(folder.reshard_json)
     state = job.state
-    lookup_dir = state / "lookup"
-    if not all((lookup_dir / f"{n}.npy").exists() for n in ("hi", "lo", "bucket")):
-        Lookup(plan.selection.hi, plan.selection.lo, plan.selection.bucket).save(lookup_dir)
+    try:
+        listed = build_lookup(plan.selection, state, lambda name, tasks: job.stage(executor, name, tasks))
+    except UserError:  # refused on its inputs (a uid in two buckets): leave nothing behind
+        rmtree(job.state)
+        for empty in (job.state.parent, plan.out):
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
+        raise
+    selection_sha = content_sha256(state / "lookup", plan.selection.names)
 
     groups = [plan.inputs[i : i + plan.tars_per_task] for i in range(0, len(plan.inputs), plan.tars_per_task)]
     read_tasks = []
@@ -265,7 +279,7 @@ def reshard(
     ]
     write_stats = job.stage(executor, "write", write_tasks)
 
-    doc = _finish(plan, reads, dedupe_stats, drops, specs, [write_stats[t.key] for t in write_tasks])
+    doc = _finish(plan, reads, dedupe_stats, drops, specs, [write_stats[t.key] for t in write_tasks], listed, selection_sha)
     job.finish()
     led = doc["ledger"]
     log.info(
@@ -276,7 +290,8 @@ def reshard(
     return doc
 
 
-def _finish(plan: ReshardPlan, reads: list[dict], dedupes: list[dict], drops: np.ndarray, specs: list[WriteSpec], writes: list[dict]) -> dict:
+def _finish(plan: ReshardPlan, reads: list[dict], dedupes: list[dict], drops: np.ndarray, specs: list[WriteSpec], writes: list[dict],
+            listed: dict[str, int], selection_sha: str) -> dict:
     names = plan.selection.names
     cross_dup = sum(d["duplicates"] for d in dedupes)
     cross_sel = sum(d["selected_duplicates"] for d in dedupes)
@@ -297,9 +312,9 @@ def _finish(plan: ReshardPlan, reads: list[dict], dedupes: list[dict], drops: np
         write_json_atomic(CuratedFolder(plan.out).shards.sizes_json(name), sizes)
         samples = sum(sizes.values())
         buckets[name] = {
-            "listed": plan.selection.listed[name],
+            "listed": listed[name],
             "samples": samples,
-            "missing": plan.selection.listed[name] - samples,
+            "missing": listed[name] - samples,
             "shards": len(mine),
             "bytes": sum(w["bytes"] for _, w in mine),
             "duplicates": sum(r["duplicates_selected"].get(str(b), 0) for r in reads) + (int((drops[3] == b).sum()) if drops.shape[1] else 0),
@@ -318,7 +333,7 @@ def _finish(plan: ReshardPlan, reads: list[dict], dedupes: list[dict], drops: np
         "ledger": {"rows_in": rows_in, "selected": selected, "not_selected": not_selected, "duplicates": duplicates, "malformed": malformed},
         "members_skipped": sum(r["members_skipped"] for r in reads),
         "malformed_examples": {k: v[:EXAMPLES] for k, v in sorted(examples.items())},
-        "fingerprint": plan.fingerprint(),
+        "fingerprint": plan.fingerprint(selection_sha),
     }
     write_json_atomic(CuratedFolder(plan.out).reshard_json, doc)
     return doc

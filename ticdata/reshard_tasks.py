@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ticdata.layout import SHARDS_DIR, ShardsFolder
-from ticdata.reshard_select import Lookup
+from ticdata.reshard_lookup import Lookup
 from ticdata.storage import atomic_dir, atomic_file
 from ticdata.tars import TarWriter, trailer
 from ticdata.wds import MALFORMED, iter_samples, sample_uid

@@ -44,7 +44,7 @@ def _keys(uids: pl.Expr) -> list[pl.Expr]:
             pl.when(ok).then(uids.str.slice(16, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False)).alias("f1")]
 
 
-def _out_of_order(arr: np.ndarray) -> tuple[int, bool] | None:
+def out_of_order(arr: np.ndarray) -> tuple[int, bool] | None:
     """The first index i where arr[i] <= arr[i-1], and whether it is an equal pair; None when strictly sorted."""
     for s in range(1, len(arr), BLOCK):
         a, b = np.asarray(arr[s - 1 : s - 1 + BLOCK + 1]), None
@@ -59,7 +59,7 @@ def _out_of_order(arr: np.ndarray) -> tuple[int, bool] | None:
 def check_list(path: str, bucket: str, index: int, work: str) -> dict:
     """A uid file ready to be sliced by range: itself when sorted, else a sorted copy in the state."""
     arr = uid_memmap(Path(path))
-    bad = _out_of_order(arr)
+    bad = out_of_order(arr)
     if bad is None:
         return {"path": path, "uids": len(arr)}
     i, equal = bad
