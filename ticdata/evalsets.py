@@ -1,26 +1,32 @@
 """`tic evalsets DIR`: held-out retrieval and classification sets per bucket; decontaminated training.
 
-Stages (each resumable; a killed run redoes only what is missing):
+Stages (each resumable; a killed run redoes only what is missing). No stage reads manifest rows in
+the driver: it holds names, counts, the candidates of one bucket and the chosen sets, so its
+memory follows buckets, files and set sizes, never the pool; a task holds one file or one range.
 
 1. hash     one task per downloaded tar: sha256 of the stored image bytes and a 64-bit pHash
             per sample (DIR/.tic/evalsets/hashes/).
-2. select   per bucket, in the driver: `ticdata.evalselect` picks the retrieval set (benchmark's
-            `retrieval_per_step`) and the classification set (`classification_per_class` per
-            class), seeded; or the official TiC uid maps are imported (`ticdata.tic_pickles`).
-3. decontam one task per hash file and per manifest file: a training row, in any bucket, is
-            excluded when its image equals an eval image (`same_image`, sha256), when its (url,
-            text) equals an eval pair (`same_pair`), or when its pHash is within `--phash-distance`
-            bits of an eval image's (`near_duplicate`); the first reason in that order is kept.
-4. write    one task per eval set: CLIP_benchmark's webdataset layout,
+2. join     the hashes meet the manifest files by uid range; per manifest file (a "unit") its
+            images, and which rows repeat an image or a caption in their bucket (`evalsets_join`).
+3. select   per unit the counts `ticdata.evalselect`'s rule reports, then per bucket, in the
+            driver, the rule itself over candidates fetched by seeded rank (`evalsets_pick`): the
+            retrieval set (benchmark's `retrieval_per_step`) and the classification set
+            (`classification_per_class` per class); or the official TiC uid maps are imported.
+4. decontam one task per unit: a training row, in any bucket, is excluded when its image equals an
+            eval image (`same_image`, sha256), when its (url, text) equals an eval pair
+            (`same_pair`), or when its pHash is within `--phash-distance` bits of an eval image's
+            (`near_duplicate`); the first reason in that order is kept.
+5. write    one task per eval set: CLIP_benchmark's webdataset layout,
             DIR/eval/<bucket>/<retrieval|classification>/{test/{0..n-1}.tar, test/nshards.txt,
             dataset_type.txt, classnames.txt, zeroshot_classification_templates.txt} (members
             .jpg, .txt, .cls, .json; key = uid) and samples.parquet, the list tic's evaluator reads.
-5. manifest `split` becomes retrieval / classification / excluded / not_downloaded (no image in
-            the shards: a failed, refused or skipped download), else train: `split == "train"` is
-            exactly the trainable rows. With `exclude_reason`, `eval_class`, the matching eval uid in
-            `excluded_by` and, for near_duplicate only, the pHash distance in bits in
-            `excluded_distance` (Int32; null for same_image and same_pair, which pHash did not decide).
-6. train    the training rows resharded into DIR/train/shards/<bucket>/ (`tic reshard`'s
+6. manifest one task per manifest file: `split` becomes retrieval / classification / excluded /
+            not_downloaded (no image in the shards: a failed, refused or skipped download), else
+            train: `split == "train"` is exactly the trainable rows. With `exclude_reason`,
+            `eval_class`, the matching eval uid in `excluded_by` and, for near_duplicate only, the
+            pHash distance in bits in `excluded_distance` (Int32; null for same_image and
+            same_pair, which pHash did not decide).
+7. train    the training rows resharded into DIR/train/shards/<bucket>/ (`tic reshard`'s
             machinery): the only shards the trainer reads, so held-out rows are never read.
 
 DIR/eval/evalsets.json (also under "evalsets" in manifest.json) holds the parameters, the sizes
@@ -33,29 +39,30 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 
 from ticdata.benchmarks import benchmark_from_manifest, bucket_names
 from ticdata.classes import COLUMN_PREFIX, Vocabulary, load_vocabulary, resolve_spec
+from ticdata.documents import load_evalsets_doc
 from ticdata.errors import UserError
-from ticdata.evalselect import (CLASSIFICATION, EXCLUDED, NOT_DOWNLOADED, RETRIEVAL, TRAIN, SelectParams, caption_check,
-                                select_bucket)
+from ticdata.evalselect import CLASSIFICATION, RETRIEVAL, TRAIN, SelectParams, caption_check
+from ticdata.evalsets_imports import check_imports, official_picks, official_tables
+from ticdata.evalsets_mark import SPLIT_COLUMNS
+from ticdata.evalsets_pick import Fetcher, Tally, fetch_details, select_in_bucket, tallies
+from ticdata.evalsets_report import format_evalsets_table, summary
+from ticdata.evalsets_stages import Units, build_units, decontaminate, map_files, mark, range_count, reset, tally
+from ticdata.evalsets_tasks import REASONS, HashSpec, WriteSetSpec, hash_tar, write_eval_set
 from ticdata.executor import Task
 from ticdata.job import Job
-from ticdata.layout import EVAL_DIR, TRAIN_DIR, CuratedFolder
-from ticdata.documents import load_evalsets_doc
-from ticdata.evalsets_imports import check_imports, official_picks
-from ticdata.evalsets_tasks import FlagSpec, HashSpec, WriteSetSpec, flag_training, hash_tar, write_eval_set
-from ticdata.manifest import checked_manifest_files, count_buckets, load_manifest_json, scan_manifest, update_manifest
+from ticdata.layout import EVAL_DIR, CuratedFolder
+from ticdata.manifest import bucket_table, checked_manifest_files, list_bucket_table, load_manifest_json
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
-REASONS = ("same_image", "same_pair", "near_duplicate")  # precedence when several apply
-SPLIT_COLUMNS = {"split": pl.String, "exclude_reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32,
-                 "eval_class": pl.String}
+__all__ = ["REASONS", "SPLIT_COLUMNS", "TRAIN", "EvalConfig", "build_evalsets", "format_evalsets_table", "make_job"]
 
 
 @dataclass(frozen=True)
@@ -124,78 +131,22 @@ def _plan_doc(config: EvalConfig, vocab_spec: str, retrieval: int, per_class: in
     }
 
 
-def _load_rows(dir: Path, hashes: pl.DataFrame, label_column: str | None) -> pl.DataFrame:
-    cols = ["uid", "text", "url"] + ([label_column] if label_column else [])
-    man = scan_manifest(dir).select(cols).collect()
-    return hashes.join(man, on="uid", how="inner")
-
-
-def _select(config: EvalConfig, dir: Path, state: Path, hashes: pl.DataFrame, vocab: Vocabulary,
-            buckets: list[str], retrieval: int, per_class: int, bench, share: float | None = None,
-            scorer_factory=None) -> tuple[pl.DataFrame, dict]:
-    path = state / "selection.parquet"
-    info_path = state / "selection.json"
-    if path.exists() and info_path.exists():
-        return pl.read_parquet(path), read_json(info_path)
-    check = None
-    if config.caption_model is not None:
-        if scorer_factory is None:
-            raise UserError("--caption-model: the caption filter needs the trainer's text encoder; run it through `tic evalsets`")
-        check = caption_check(scorer_factory(), vocab, config.caption_threshold)
-    rows = _load_rows(dir, hashes, vocab.column)
-    imported, info = official_picks(config, vocab, rows, bench, buckets)
-    params = SelectParams(
-        retrieval=0 if config.tic_retrieval else retrieval, per_class=0 if config.tic_datacompnet else per_class,
-        seed=config.seed, distance=config.distance, min_words=config.min_words, max_words=config.max_words)
-    placed = imported.join(hashes.select("uid", tic_bucket="bucket"), on="uid", how="inner")
-    if imported.height:  # the official map's year decides the bucket; where tic dates the row elsewhere, count it
-        pairs = placed.filter(pl.col("official_bucket").fill_null("(none)") != pl.col("tic_bucket")).group_by(
-            "official_bucket", "tic_bucket").len().sort("official_bucket", "tic_bucket")
-        info["bucket_disagreements"] = {f"{o or '(none)'} -> {t}": n for o, t, n in pairs.iter_rows()}
-        info["placed_by_official_year"] = placed.filter(pl.col("official_bucket").is_not_null()).height
-    picks = [placed.with_columns(bucket=pl.coalesce("official_bucket", "tic_bucket"))]
-    per_bucket = {}
-    for b in buckets:
-        br = rows.filter((pl.col("bucket") == b) & pl.col("phash").is_not_null() & ~pl.col("uid").is_in(imported["uid"].implode()))
-        size = params.retrieval if share is None or config.tic_retrieval else round(share * br.height)
-        sel, counts = select_bucket(br, replace(params, retrieval=size), vocab, check)
-        picks.append(sel.with_columns(bucket=pl.lit(b)))
-        per_bucket[b] = counts
-        log.info("%s: %d retrieval, %d classification (%d classes) from %d images", b, counts[RETRIEVAL],
-                 counts[CLASSIFICATION], counts["classes"], counts["images"])
-    sel = pl.concat([p.select("uid", "bucket", "split", "label") for p in picks]).unique("uid", keep="first").sort("bucket", "split", "uid")
-    info = {"imports": info, "candidates": per_bucket}
-    write_parquet_atomic(path, sel)
-    write_json_atomic(info_path, info)
-    return sel, info
-
-
-def _reset_splits(dir: Path) -> None:
-    """Rows marked by an earlier `tic evalsets` go back to train (a rerun with other parameters)."""
-    lf = scan_manifest(dir)
-    if "split" not in lf.collect_schema():
-        return
-    marked = lf.filter(pl.col("split") != TRAIN).select("uid").collect()
-    if marked.height:
-        update_manifest(dir, marked.with_columns(split=pl.lit(TRAIN), *[pl.lit(None, t).alias(c) for c, t in SPLIT_COLUMNS.items()
-                                                                        if c != "split"]), SPLIT_COLUMNS)
-
-
-def _recount(dir: Path, doc: dict) -> dict:
-    return count_buckets(dir, benchmark_from_manifest(doc, CuratedFolder(dir).manifest_json))[0]
+def _columns(files: list[Path]) -> list[str]:
+    """The manifest's column names as `scan_manifest` gives them (the first file's footer, then year)."""
+    return [*pl.read_parquet_schema(files[0]), "year"]
 
 
 def make_job(config: EvalConfig) -> tuple[Job, dict]:
     """The eval-set job on config.dir (checked before anything is written) and the facts its plan
-    rests on: the buckets, tars, vocabulary spec and set sizes."""
+    rests on: the buckets, tars, manifest files, vocabulary spec and set sizes."""
     folder = CuratedFolder(Path(config.dir).resolve())
     doc = load_manifest_json(folder.root)
     buckets = bucket_names(doc, folder.manifest_json)
     tars = _shard_tars(folder, buckets)
     if not tars:
         raise UserError(f"{folder.root}/shards: no tars; run `tic download {folder.root}` (or `tic reshard ... --out {folder.root}`) first")
-    schema = scan_manifest(folder.root).collect_schema()
-    vocab_spec = resolve_spec(config.classes, list(schema))
+    files = checked_manifest_files(folder.root)
+    vocab_spec = resolve_spec(config.classes, _columns(files))
     if config.caption_model is not None and vocab_spec.startswith(COLUMN_PREFIX):
         raise UserError(f"--caption-model: the classes come from the manifest column {vocab_spec[len(COLUMN_PREFIX):]!r}, "
                         "not from captions, so there is nothing to filter; drop the flag or pass --classes imagenet|FILE")
@@ -211,12 +162,106 @@ def make_job(config: EvalConfig) -> tuple[Job, dict]:
     plan = _plan_doc(config, vocab_spec, retrieval, per_class, tars, share)
     check_imports(config)  # refuse a bad pickle before anything is changed
     outputs = (folder.eval_dir,) + ((folder.train_dir,) if config.train_shards else ())
+    ranges = range_count(files)
     job = Job(folder.root, "evalsets", plan, outputs=outputs, overwrite=config.overwrite, progress=config.progress,
-              clear=lambda: _reset_splits(folder.root), describe="eval sets built with other parameters or inputs",
-              defer_replace=True)
+              describe="eval sets built with other parameters or inputs", defer_replace=True,
+              split={"layout": "units", "files": len(files), "ranges": ranges})
     facts = {"doc": doc, "buckets": buckets, "tars": tars, "vocab_spec": vocab_spec, "retrieval": retrieval,
-             "per_class": per_class, "plan": plan, "share": share}
+             "per_class": per_class, "plan": plan, "share": share, "files": files, "ranges": ranges}
     return job.check(), facts
+
+
+def _imports_info(info: dict, placed: pl.DataFrame) -> dict:
+    """Where the official map's year and tic's dating put a uid in different buckets, counted."""
+    if placed.height:  # the official map's year decides the bucket; where tic dates the row elsewhere, count it
+        pairs = placed.filter(pl.col("official_bucket").fill_null("(none)") != pl.col("tic_bucket")).group_by(
+            "official_bucket", "tic_bucket").len().sort("official_bucket", "tic_bucket")
+        info["bucket_disagreements"] = {f"{o or '(none)'} -> {t}": n for o, t, n in pairs.iter_rows()}
+        info["placed_by_official_year"] = placed.filter(pl.col("official_bucket").is_not_null()).height
+    return info
+
+
+def _select(config: EvalConfig, job: Job, executor, units: Units, tables: list, imported: str, vocab: Vocabulary,
+            buckets: list[str], sizes: dict, scorer_factory=None) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
+    """The chosen rows (uid, bucket, split, label), why candidates were passed over, and the eval
+    table (the chosen rows with their hashes, tar, url and caption)."""
+    path = job.path("selection.json")
+    if path.exists():
+        saved = read_json(path)
+        return pl.DataFrame(saved["sel"], schema=SEL_SCHEMA), saved["info"], pl.DataFrame(saved["ev"], schema=EV_SCHEMA)
+    check = None
+    if config.caption_model is not None:
+        if scorer_factory is None:
+            raise UserError("--caption-model: the caption filter needs the trainer's text encoder; run it through `tic evalsets`")
+        check = caption_check(scorer_factory(), vocab, config.caption_threshold)
+    params = SelectParams(
+        retrieval=0 if config.tic_retrieval else sizes["retrieval"], per_class=0 if config.tic_datacompnet else sizes["per_class"],
+        seed=config.seed, distance=config.distance, min_words=config.min_words, max_words=config.max_words)
+    counts = tally(job, executor, units, imported, params, vocab)
+    found = pl.DataFrame(counts["found"], schema={"uid": pl.String, "tic_bucket": pl.String, "unit": pl.Int32}, orient="row")
+    picked, info = official_picks(tables, found)
+    placed = picked.join(found, on="uid", how="inner")
+    picks = [placed.with_columns(bucket=pl.coalesce("official_bucket", "tic_bucket"))]
+    per_bucket, merged, share = {}, tallies(counts, buckets), sizes["share"]
+    for i, b in enumerate(buckets):
+        t = merged.get(b, Tally())
+        size = params.retrieval if share is None or config.tic_retrieval else round(share * t.images)
+        fetcher = Fetcher(job, executor, [units.specs[u] for u in t.units], b, f"{i:04d}", check is not None)
+        sel, per_bucket[b] = select_in_bucket(t, replace(params, retrieval=size), check, fetcher)
+        picks.append(sel.with_columns(bucket=pl.lit(b)))
+        log.info("%s: %d retrieval, %d classification (%d classes) from %d images", b, per_bucket[b][RETRIEVAL],
+                 per_bucket[b][CLASSIFICATION], per_bucket[b]["classes"], per_bucket[b]["images"])
+    sel = pl.concat([p.select(*SEL_SCHEMA) for p in picks]).unique("uid", keep="first").sort("bucket", "split", "uid")
+    details = fetch_details(job, executor, {u.index: u for u in units.specs}, sel.select("uid", "unit"))
+    ev = sel.drop("unit").join(details.select("uid", "sha256", "phash", "tar"), on="uid", how="inner").join(
+        details.select("uid", "url", "text"), on="uid", how="inner")
+    info = {"imports": _imports_info(info, placed), "candidates": per_bucket}
+    write_json_atomic(path, {"sel": sel.to_dict(as_series=False), "info": info, "ev": ev.to_dict(as_series=False)})
+    return sel, info, ev
+
+
+SEL_SCHEMA = {"uid": pl.String, "bucket": pl.String, "split": pl.String, "label": pl.Int32, "unit": pl.Int32}
+EV_SCHEMA = {"uid": pl.String, "bucket": pl.String, "split": pl.String, "label": pl.Int32, "sha256": pl.String,
+             "phash": pl.UInt64, "tar": pl.String, "url": pl.String, "text": pl.String}
+
+
+def _write_sets(job: Job, executor, folder: CuratedFolder, ev: pl.DataFrame, buckets: list[str], vocab: Vocabulary,
+                samples_per_shard: int) -> dict:
+    """Stage write eval sets: one task per (bucket, kind), its members written by the driver."""
+    tasks = []
+    for b in buckets:
+        for kind in (RETRIEVAL, CLASSIFICATION):
+            members = job.path("sets", f"{b}-{kind}.parquet")
+            part = ev.filter((pl.col("bucket") == b) & (pl.col("split") == kind)).select("uid", "label", "tar")
+            if not members.exists():
+                write_parquet_atomic(members, part)
+            target = folder.eval_set(b, kind)
+            spec = WriteSetSpec(b, kind, str(members), str(folder.shards.root), str(target),
+                                vocab.names if kind == CLASSIFICATION else (), vocab.templates if kind == CLASSIFICATION else (),
+                                samples_per_shard)
+            tasks.append(Task(f"write-{b}-{kind}", write_eval_set, (spec,), f"{EVAL_DIR}/{b}/{kind}", outputs=(target,)))
+    return job.stage(executor, "write eval sets", tasks)
+
+
+def _mark_manifest(job: Job, executor, units: Units, sel: pl.DataFrame, vocab: Vocabulary, bench, dir: Path) -> dict:
+    """Stage manifest: the split marks per file (the chosen rows with their class name); the
+    manifest.json's column types; the files' counts."""
+    marks = job.path("marks.parquet")
+    if not marks.exists():
+        names = pl.Series(vocab.names, dtype=pl.String)
+        write_parquet_atomic(marks, sel.select("uid", split="split", eval_class=pl.when(pl.col("label").is_not_null()).then(
+            pl.col("label").replace_strict(list(range(len(names))), names.to_list(), default=None, return_dtype=pl.String))))
+    marked = mark(job, executor, units, str(marks), bench.granularity)
+    doc = load_manifest_json(dir)
+    doc["columns"] = doc.get("columns", {}) | {c: str(t) for c, t in SPLIT_COLUMNS.items()}
+    write_json_atomic(CuratedFolder(dir).manifest_json, doc)
+    return marked
+
+
+def _bucket_splits(marked: dict, bench) -> dict:
+    """The bucket table (`manifest.count_buckets`) from the mark tasks' counts."""
+    counts = [tuple(c) for s in marked.values() for c in s["counts"]]
+    return (list_bucket_table(counts, bench) if bench.granularity == "list" else bucket_table(counts, bench))[0]
 
 
 def build_evalsets(config: EvalConfig, executor, scorer_factory=None) -> dict:
@@ -225,12 +270,12 @@ def build_evalsets(config: EvalConfig, executor, scorer_factory=None) -> dict:
     started = time.monotonic()
     job, facts = make_job(config)
     folder = CuratedFolder(job.out)
-    dir = folder.root
+    dir, files = folder.root, facts["files"]
+    job.clear = lambda: reset(job, executor, files)
     if job.open().done:
         log.info("%s: eval sets already built with these parameters; nothing to do", folder.eval_dir)
         return load_evalsets_doc(folder.evalsets_json)
     doc, buckets, tars, plan = facts["doc"], facts["buckets"], facts["tars"], facts["plan"]
-    vocab_spec = facts["vocab_spec"]
     state = job.state
 
     # 1. hash
@@ -240,71 +285,34 @@ def build_evalsets(config: EvalConfig, executor, scorer_factory=None) -> dict:
         hash_tasks.append(Task(f"hash-{b}-{p.stem}", hash_tar, (HashSpec(str(p.resolve()), f"{b}/{p.name}", b, str(out)),), str(p),
                                outputs=(out,)))
     hstats = job.stage(executor, "hash", hash_tasks)
-    hashes = pl.concat([pl.read_parquet(t.args[0].out) for t in hash_tasks]).unique("uid", keep="first")
     job.replace_outputs()  # every tar read: only now do the earlier eval sets and splits go (--overwrite)
 
-    # 2. select
-    vocab_values = None
-    if vocab_spec.startswith(COLUMN_PREFIX):
-        col = vocab_spec[len(COLUMN_PREFIX):]
-        vocab_values = scan_manifest(dir).select(pl.col(col).cast(pl.String).unique()).collect()[col].to_list()
-    vocab = load_vocabulary(vocab_spec, vocab_values)
-    sel, sel_info = _select(config, dir, state, hashes, vocab, buckets, facts["retrieval"], facts["per_class"],
-                            benchmark_from_manifest(doc, folder.manifest_json), facts["share"], scorer_factory)
+    # 2. join: per manifest file its images and repeats
+    spec = facts["vocab_spec"]
+    column = spec[len(COLUMN_PREFIX):] if spec.startswith(COLUMN_PREFIX) else None
+    maps = map_files(job, executor, files, [t.args[0].out for t in hash_tasks], facts["ranges"], column)
+    vocab = load_vocabulary(spec, maps["values"] if column else None)
+    bench = benchmark_from_manifest(doc, folder.manifest_json)
+    tables = official_tables(config, vocab, bench, buckets)
+    imported = job.path("imported.parquet")
+    if not imported.exists():
+        write_parquet_atomic(imported, pl.concat([t.select("uid") for _, t, _ in tables] or [pl.DataFrame(schema={"uid": pl.String})]))
+    units = build_units(job, executor, files, maps, facts["ranges"], str(imported))
 
-    # 3. decontaminate
-    ev = sel.join(hashes.select("uid", "sha256", "phash", "tar"), on="uid", how="inner").join(
-        scan_manifest(dir).select("uid", "url", "text").collect(), on="uid", how="inner")
-    eval_table = state / "eval.parquet"
+    # 3. select
+    sel, sel_info, ev = _select(config, job, executor, units, tables, str(imported), vocab, buckets, facts, scorer_factory)
+
+    # 4. decontaminate
+    eval_table = job.path("eval.parquet")
     if not eval_table.exists():
         write_parquet_atomic(eval_table, ev)
-    flag_tasks = []
-    for t in hash_tasks:
-        src, out = t.args[0].out, state / "flags" / f"{t.key}.parquet"
-        flag_tasks.append(Task(f"flag-{t.key}", flag_training, (FlagSpec("hashes", src, str(eval_table), str(out), config.distance),), src,
-                               outputs=(out,)))
-    for i, part in enumerate(checked_manifest_files(folder.root)):
-        out = state / "flags" / f"pairs-{i:06d}.parquet"
-        flag_tasks.append(Task(f"flag-pairs-{i:06d}", flag_training, (FlagSpec("pairs", str(part), str(eval_table), str(out), config.distance),),
-                               str(part), outputs=(out,)))
-    job.stage(executor, "decontaminate", flag_tasks)
-    order = {r: i for i, r in enumerate(REASONS)}
-    flags = pl.concat([pl.read_parquet(t.args[0].out) for t in flag_tasks])
-    flags = (flags.with_columns(_o=pl.col("reason").replace_strict(order, return_dtype=pl.Int8))
-             .sort("_o", "uid").unique("uid", keep="first", maintain_order=True).drop("_o"))
+    flagged = decontaminate(job, executor, units, str(eval_table), config.distance)
 
-    # 4. write eval sets
-    write_tasks = []
-    for b in buckets:
-        for kind in (RETRIEVAL, CLASSIFICATION):
-            members = state / "sets" / f"{b}-{kind}.parquet"
-            part = ev.filter((pl.col("bucket") == b) & (pl.col("split") == kind)).select("uid", "label", "tar")
-            if not members.exists():
-                write_parquet_atomic(members, part)
-            target = folder.eval_set(b, kind)
-            spec = WriteSetSpec(b, kind, str(members), str(folder.shards.root), str(target),
-                                vocab.names if kind == CLASSIFICATION else (), vocab.templates if kind == CLASSIFICATION else (),
-                                config.samples_per_shard)
-            write_tasks.append(Task(f"write-{b}-{kind}", write_eval_set, (spec,), f"{EVAL_DIR}/{b}/{kind}", outputs=(target,)))
-    wstats = job.stage(executor, "write eval sets", write_tasks)
+    # 5. write eval sets, 6. manifest
+    wstats = _write_sets(job, executor, folder, ev, buckets, vocab, config.samples_per_shard)
+    marked = _mark_manifest(job, executor, units, sel, vocab, bench, dir)
 
-    # 5. manifest
-    marker = state / "manifest-updated.json"
-    if not marker.exists():
-        names = pl.Series(vocab.names, dtype=pl.String)
-        marked = pl.concat([sel.select("uid"), flags.select("uid"), hashes.select("uid")])
-        no_image = scan_manifest(dir).select("uid").collect().join(marked, on="uid", how="anti")  # nor a mark: not trainable
-        table = pl.concat([
-            sel.select("uid", split="split", eval_class=pl.when(pl.col("label").is_not_null()).then(
-                pl.col("label").replace_strict(list(range(len(names))), names.to_list(), default=None, return_dtype=pl.String))),
-            flags.select("uid", split=pl.lit(EXCLUDED), exclude_reason="reason", excluded_by="excluded_by",
-                         excluded_distance="excluded_distance"),
-            no_image.select("uid", split=pl.lit(NOT_DOWNLOADED)),
-        ], how="diagonal_relaxed")
-        update_manifest(dir, table, SPLIT_COLUMNS)
-        write_json_atomic(marker, {"rows": table.height})
-
-    # 6. training shards
+    # 7. training shards
     train_doc = None
     if config.train_shards:
         from ticdata.reshard import reshard
@@ -312,87 +320,17 @@ def build_evalsets(config: EvalConfig, executor, scorer_factory=None) -> dict:
         train_doc = reshard([str(folder.shards.root)], folder.train_dir, executor, manifest=dir, split=TRAIN,
                             samples_per_shard=config.samples_per_shard, overwrite=True, progress=config.progress)
 
-    result = _summary(config, dir, doc, plan, vocab, buckets, hashes, sel, sel_info, flags, hstats, wstats, train_doc,
-                      time.monotonic() - started)
+    splits: dict = {}
+    for s in marked.values():
+        for k, n in s["splits"].items():
+            splits[k] = splits.get(k, 0) + n
+    result = summary(config, plan, vocab, buckets, units.images, sel, sel_info, flagged, splits, hstats, wstats, train_doc,
+                     time.monotonic() - started)
     write_json_atomic(folder.evalsets_json, result)
     doc = load_manifest_json(dir)
     doc["evalsets"] = {k: v for k, v in result.items() if k not in ("plan",)}
-    doc["buckets"] = {b: doc["buckets"][b] | {"splits": v.get("splits", {})} for b, v in _recount(dir, doc).items() if b in doc["buckets"]}
+    table = _bucket_splits(marked, benchmark_from_manifest(doc, folder.manifest_json))
+    doc["buckets"] = {b: doc["buckets"][b] | {"splits": v.get("splits", {})} for b, v in table.items() if b in doc["buckets"]}
     write_json_atomic(folder.manifest_json, doc)
     job.finish()
     return result
-
-
-def _summary(config, dir, doc, plan, vocab, buckets, hashes, sel, sel_info, flags, hstats, wstats, train_doc, seconds) -> dict:
-    man = scan_manifest(dir).select("uid", "split").collect()
-    bucket_of = hashes.select("uid", "bucket")
-    per: dict[str, dict] = {}
-    flagged = flags.join(bucket_of, on="uid", how="left").with_columns(pl.col("bucket").fill_null("(not downloaded)"))
-    held = sel.group_by("bucket", "split").len()
-    for b in buckets:
-        rows = hashes.filter(pl.col("bucket") == b).height
-        h = {s: n for bb, s, n in held.iter_rows() if bb == b}
-        ex = {r: n for bb, r, n in flagged.group_by("bucket", "reason").len().iter_rows() if bb == b}
-        held_out = h.get(RETRIEVAL, 0) + h.get(CLASSIFICATION, 0)
-        train_out = rows - held_out - sum(ex.values())
-        per[b] = {
-            "images": rows,
-            RETRIEVAL: h.get(RETRIEVAL, 0),
-            CLASSIFICATION: h.get(CLASSIFICATION, 0),
-            "classes": sel.filter((pl.col("bucket") == b) & (pl.col("split") == CLASSIFICATION))["label"].n_unique(),
-            "excluded": {r: ex.get(r, 0) for r in REASONS},
-            "train": train_out,
-            "ledger": {"train_in": rows, "train_out": train_out, "held_out": held_out, "excluded": sum(ex.values())},
-            "paths": {k: f"{EVAL_DIR}/{b}/{k}" for k in (RETRIEVAL, CLASSIFICATION)},
-        }
-        if config.train_shards:
-            per[b]["train_shards"] = f"{TRAIN_DIR}/shards/{b}"
-    not_downloaded = flagged.filter(pl.col("bucket") == "(not downloaded)").group_by("reason").len()
-    totals = man.group_by("split").len()
-    return {
-        "plan": plan,
-        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
-                       if k not in ("dir", "progress", "overwrite")} | {"retrieval": plan["retrieval_per_bucket"],
-                                                                         "per_class": plan["classification_per_class"]},
-        "vocabulary": vocab.to_json(),
-        "buckets": per,
-        "excluded_not_downloaded": dict(not_downloaded.iter_rows()),
-        "manifest_splits": dict(sorted(totals.iter_rows())),
-        "candidates": sel_info["candidates"],
-        "imports": sel_info["imports"],
-        "hash": {"tars": len(hstats), "samples": sum(s["samples"] for s in hstats.values()),
-                 "undecodable": sum(s["undecodable"] for s in hstats.values()),
-                 "no_image": sum(s["no_image"] for s in hstats.values()), "no_uid": sum(s["no_uid"] for s in hstats.values())},
-        "written": {k: v for k, v in wstats.items()},
-        "train_reshard": None if train_doc is None else train_doc.get("ledger"),
-        "seconds": round(seconds, 1),
-    }
-
-
-def format_evalsets_table(doc: dict) -> str:
-    """Per bucket: held-out sizes, excluded training rows by reason, training rows left."""
-    lines = [f"{'bucket':<12} {'images':>8} {'retrieval':>10} {'classif.':>9} {'classes':>8} "
-             f"{'same_img':>9} {'same_pair':>10} {'near_dup':>9} {'train':>8}"]
-    tot = {k: 0 for k in ("images", RETRIEVAL, CLASSIFICATION, "train", *REASONS)}
-    for b, v in doc["buckets"].items():
-        ex = v["excluded"]
-        lines.append(f"{b:<12} {v['images']:>8,} {v[RETRIEVAL]:>10,} {v[CLASSIFICATION]:>9,} {v['classes']:>8,} "
-                     f"{ex['same_image']:>9,} {ex['same_pair']:>10,} {ex['near_duplicate']:>9,} {v['train']:>8,}")
-        for k in ("images", RETRIEVAL, CLASSIFICATION, "train"):
-            tot[k] += v[k]
-        for r in REASONS:
-            tot[r] += ex[r]
-    lines.append(f"{'total':<12} {tot['images']:>8,} {tot[RETRIEVAL]:>10,} {tot[CLASSIFICATION]:>9,} {'':>8} "
-                 f"{tot['same_image']:>9,} {tot['same_pair']:>10,} {tot['near_duplicate']:>9,} {tot['train']:>8,}")
-    voc = doc["vocabulary"]
-    lines.append(f"classes: {voc['source']} ({voc['classes']} classes); pHash distance <= {doc['parameters']['distance']}; "
-                 f"seed {doc['parameters']['seed']}")
-    cf = doc.get("plan", {}).get("caption_filter")
-    if cf:
-        dropped = sum(c.get("caption_not_similar", 0) for c in doc.get("candidates", {}).values())
-        lines.append(f"caption filter: {cf['model']} text similarity >= {cf['threshold']}: {dropped:,} class-naming captions passed over")
-    if doc.get("manifest_splits", {}).get(NOT_DOWNLOADED):
-        lines.append(f"rows without an image (split {NOT_DOWNLOADED}, never trained on): {doc['manifest_splits'][NOT_DOWNLOADED]:,}")
-    if doc.get("excluded_not_downloaded"):
-        lines.append(f"excluded rows without an image: {doc['excluded_not_downloaded']}")
-    return "\n".join(lines)

@@ -20,21 +20,18 @@ def _official_bucket(year: int, bench, buckets: list[str]) -> str | None:
     return str(year) if str(year) in buckets else None
 
 
-def official_picks(config, vocab: Vocabulary, rows: pl.DataFrame, bench, buckets: list[str]) -> tuple[pl.DataFrame, dict]:
-    """Picks from the official TiC uid maps (uid, split, label, official_bucket: the bucket of the
-    year the map files it under), and what could not be placed."""
+def official_tables(config, vocab: Vocabulary, bench, buckets: list[str]) -> list[tuple[str, pl.DataFrame, dict]]:
+    """Each official map given, as (name, its uids: uid, official_bucket, split, label, facts): the
+    bucket is that of the year the map files the uid under."""
     from ticdata.tic_pickles import load_datacompnet, load_retrieval
 
-    picks, info = [], {}
-    have = rows.filter(pl.col("phash").is_not_null()).select("uid")
+    out = []
     if config.tic_retrieval:
         year2uids = load_retrieval(config.tic_retrieval)
         uids = pl.DataFrame([(u, _official_bucket(y, bench, buckets)) for y, us in year2uids.items() for u in us],
                             schema={"uid": pl.String, "official_bucket": pl.String}, orient="row").unique("uid", keep="first")
-        found = uids.join(have, on="uid", how="semi")
-        picks.append(found.select("uid", "official_bucket", split=pl.lit(RETRIEVAL), label=pl.lit(None, pl.Int32)))
-        info["tic_retrieval"] = {"file": str(config.tic_retrieval), "uids": uids.height, "found": found.height,
-                                 "not_in_pool_or_not_downloaded": uids.height - found.height}
+        out.append(("tic_retrieval", uids.select("uid", "official_bucket", split=pl.lit(RETRIEVAL), label=pl.lit(None, pl.Int32)),
+                    {"file": str(config.tic_retrieval)}))
     if config.tic_datacompnet:
         if vocab.wnids is None:
             raise UserError(f"{config.tic_datacompnet}: DataCompNet labels are WordNet ids; use --classes imagenet "
@@ -47,10 +44,19 @@ def official_picks(config, vocab: Vocabulary, rows: pl.DataFrame, bench, buckets
             raise UserError(f"{config.tic_datacompnet}: WordNet ids not in the vocabulary {vocab.source}: {', '.join(unknown[:5])}")
         df = pl.DataFrame(recs, schema={"uid": pl.String, "label": pl.Int32, "official_bucket": pl.String},
                           orient="row").unique("uid", keep="first")
-        found = df.join(have, on="uid", how="semi")
-        picks.append(found.select("uid", "official_bucket", split=pl.lit(CLASSIFICATION), label="label"))
-        info["tic_datacompnet"] = {"file": str(config.tic_datacompnet), "uids": df.height, "found": found.height,
-                                   "not_in_pool_or_not_downloaded": df.height - found.height}
+        out.append(("tic_datacompnet", df.select("uid", "official_bucket", split=pl.lit(CLASSIFICATION), label="label"),
+                    {"file": str(config.tic_datacompnet)}))
+    return out
+
+
+def official_picks(tables: list[tuple[str, pl.DataFrame, dict]], have: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+    """Picks from the official maps (uid, official_bucket, split, label) among the rows `have`
+    (uid: downloaded, decodable images with a manifest row), and how many could not be placed."""
+    picks, info = [], {}
+    for name, uids, facts in tables:
+        found = uids.join(have.select("uid"), on="uid", how="semi")
+        picks.append(found)
+        info[name] = facts | {"uids": uids.height, "found": found.height, "not_in_pool_or_not_downloaded": uids.height - found.height}
     empty = pl.DataFrame(schema={"uid": pl.String, "official_bucket": pl.String, "split": pl.String, "label": pl.Int32})
     out = pl.concat(picks).unique("uid", keep="first") if picks else empty
     return out, info

@@ -1,9 +1,10 @@
 """The task kinds of `tic evalsets`, as pure functions of their spec (the job runs them).
 
-hash_tar: sha256 and a 64-bit pHash of every sample's image in one tar. flag_training: the
-training rows of one hash file or manifest file that match an eval image (same bytes, or within a
-pHash distance) or an eval pair (same url and text). write_eval_set: one eval set in
-CLIP_benchmark's webdataset layout plus samples.parquet, the list tic's evaluator reads.
+hash_tar: sha256 and a 64-bit pHash of every sample's image in one tar. flag_unit: the training
+rows of one unit (a manifest file with its images, `evalsets_join`) that match an eval image (same
+bytes, or within a pHash distance) or an eval pair (same url and text); flag_training does the
+same for one hash file or one manifest file. write_eval_set: one eval set in CLIP_benchmark's
+webdataset layout plus samples.parquet, the list tic's evaluator reads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from ticdata.evalselect import CLASSIFICATION
+from ticdata.evalsets_join import UnitSpec, load_images
 from ticdata.phash import near_pairs, phash_bytes
 from ticdata.storage import atomic_dir, atomic_file, write_parquet_atomic
 from ticdata.tars import IMAGE_EXTS, TarWriter
@@ -24,6 +26,8 @@ from ticdata.wds import iter_samples, sample_uid
 
 HASH_SCHEMA = {"uid": pl.String, "bucket": pl.String, "tar": pl.String, "sha256": pl.String, "phash": pl.UInt64}
 FLAG_SCHEMA = {"uid": pl.String, "reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32}
+REASONS = ("same_image", "same_pair", "near_duplicate")  # precedence when several apply
+NO_IMAGE = "(not downloaded)"  # the bucket of a flagged row that has no image
 
 
 @dataclass(frozen=True)
@@ -73,36 +77,70 @@ class FlagSpec:
     distance: int
 
 
+def hash_flags(df: pl.DataFrame, ev: pl.DataFrame, distance: int) -> pl.DataFrame:
+    """Training rows (uid, sha256, phash) whose image is an eval image's bytes (same_image) or
+    within `distance` pHash bits of one (near_duplicate, the nearest)."""
+    same = df.join(ev.select("sha256", excluded_by=pl.col("uid")), on="sha256", how="inner").unique("uid", keep="first")
+    parts = [same.select("uid", reason=pl.lit("same_image"), excluded_by=pl.col("excluded_by"), excluded_distance=pl.lit(None, pl.Int32))]
+    rest = df.filter(pl.col("phash").is_not_null() & ~pl.col("uid").is_in(same["uid"].implode()))
+    near = near_pairs(rest["phash"].to_numpy(), ev["phash"].to_numpy(), distance)  # eval images all have one
+    if near.height:
+        best = near.sort("distance").unique("q", keep="first")
+        parts.append(pl.DataFrame({
+            "uid": rest["uid"].to_numpy()[best["q"].to_numpy()].astype(str),
+            "reason": "near_duplicate",
+            "excluded_by": ev["uid"].to_numpy()[best["r"].to_numpy()].astype(str),
+            "excluded_distance": best["distance"].cast(pl.Int32),
+        }))
+    return pl.concat([p.cast(FLAG_SCHEMA) for p in parts])
+
+
+def pair_flags(df: pl.DataFrame, ev: pl.DataFrame) -> pl.DataFrame:
+    """Training rows (uid, url, text) whose (url, text) is an eval pair's (same_pair)."""
+    hit = df.join(ev.select("url", "text", excluded_by=pl.col("uid")), on=["url", "text"], how="inner").unique("uid", keep="first")
+    return hit.select("uid", reason=pl.lit("same_pair"), excluded_by=pl.col("excluded_by"),
+                      excluded_distance=pl.lit(None, pl.Int32)).cast(FLAG_SCHEMA)
+
+
 def flag_training(spec: FlagSpec) -> dict:
     """The training rows of one file that match an eval image or pair: (uid, reason, excluded_by =
     the eval uid, excluded_distance = the pHash distance in bits for near_duplicate, else null)."""
     ev = pl.read_parquet(spec.eval_table)
     eval_uids = ev["uid"].implode()
-    schema = FLAG_SCHEMA
     if spec.kind == "hashes":
         df = pl.read_parquet(spec.source, columns=["uid", "sha256", "phash"]).filter(~pl.col("uid").is_in(eval_uids))
-        same = df.join(ev.select("sha256", excluded_by=pl.col("uid")), on="sha256", how="inner").unique("uid", keep="first")
-        parts = [same.select("uid", reason=pl.lit("same_image"), excluded_by=pl.col("excluded_by"), excluded_distance=pl.lit(None, pl.Int32))]
-        rest = df.filter(pl.col("phash").is_not_null() & ~pl.col("uid").is_in(same["uid"].implode()))
-        near = near_pairs(rest["phash"].to_numpy(), ev["phash"].to_numpy(), spec.distance)  # eval images all have one
-        if near.height:
-            best = near.sort("distance").unique("q", keep="first")
-            parts.append(pl.DataFrame({
-                "uid": rest["uid"].to_numpy()[best["q"].to_numpy()].astype(str),
-                "reason": "near_duplicate",
-                "excluded_by": ev["uid"].to_numpy()[best["r"].to_numpy()].astype(str),
-                "excluded_distance": best["distance"].cast(pl.Int32),
-            }))
-        flags = pl.concat([p.cast(schema) for p in parts])
-        rows = df.height
+        flags = hash_flags(df, ev, spec.distance)
     else:
         df = pl.read_parquet(spec.source, columns=["uid", "url", "text"]).filter(~pl.col("uid").is_in(eval_uids))
-        hit = df.join(ev.select("url", "text", excluded_by=pl.col("uid")), on=["url", "text"], how="inner").unique("uid", keep="first")
-        flags = hit.select("uid", reason=pl.lit("same_pair"), excluded_by=pl.col("excluded_by"),
-                           excluded_distance=pl.lit(None, pl.Int32)).cast(schema)
-        rows = df.height
+        flags = pair_flags(df, ev)
     write_parquet_atomic(Path(spec.out), flags)
-    return {"rows": rows, "flagged": flags.height}
+    return {"rows": df.height, "flagged": flags.height}
+
+
+def first_reason(flags: pl.DataFrame) -> pl.DataFrame:
+    """One flag per uid: the first reason in REASONS order."""
+    order = {r: i for i, r in enumerate(REASONS)}
+    return (flags.with_columns(_o=pl.col("reason").replace_strict(order, return_dtype=pl.Int8))
+            .sort("_o", "uid").unique("uid", keep="first", maintain_order=True).drop("_o"))
+
+
+def flag_unit(spec: UnitSpec, eval_table: str, out: str, distance: int) -> dict:
+    """The training rows of one unit (its images; its manifest rows) that match an eval image or
+    pair, one reason each, and their count per bucket and reason (rows without an image: NO_IMAGE)."""
+    ev = pl.read_parquet(eval_table)
+    eval_uids = ev["uid"].implode()
+    images = load_images(spec)
+    parts = [hash_flags(images.filter(~pl.col("uid").is_in(eval_uids)), ev, distance)]
+    if spec.manifest is not None:
+        man = pl.read_parquet(spec.manifest, columns=["uid", "url", "text"]).filter(~pl.col("uid").is_in(eval_uids))
+        parts.append(pair_flags(man, ev))
+    flags = first_reason(pl.concat(parts))
+    write_parquet_atomic(Path(out), flags)
+    where = flags.join(images.select("uid", "bucket"), on="uid", how="left").with_columns(pl.col("bucket").fill_null(NO_IMAGE))
+    counts: dict = {}
+    for b, r, n in where.group_by("bucket", "reason").len().iter_rows():
+        counts.setdefault(b, {})[r] = n
+    return {"flagged": counts}
 
 
 @dataclass(frozen=True)
