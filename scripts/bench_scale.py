@@ -90,8 +90,9 @@ def bench_export(cur: Path, root: Path, repeats: int) -> dict:
             shutil.rmtree(root / d, ignore_errors=True)
         (root / "x-peer").mkdir()
         tic_runs.append(timed([str(BIN / "tic"), "-q", "uids", "export", str(cur), "--out", str(root / "x-tic")]))
-        peer_runs.append(timed([sys.executable, str(script), str(cur), str(root / "x-peer")]))
-        same_npy(root / "x-tic", root / "x-peer")
+        peer_runs.append(peer_timed([sys.executable, str(script), str(cur), str(root / "x-peer")]))
+        if peer_runs[-1][0] is not None:
+            same_npy(root / "x-tic", root / "x-peer")
     return summarize(tic_runs, peer_runs)
 
 
@@ -108,13 +109,25 @@ def bench_import(cur: Path, root: Path, repeats: int) -> dict:
         for d in ("i-tic", "i-peer"):
             shutil.rmtree(root / d, ignore_errors=True)
         tic_runs.append(timed([str(BIN / "tic"), "-q", "uids", "import", str(cur), *specs, "--out", str(root / "i-tic")]))
-        peer_runs.append(timed([sys.executable, str(script), str(cur), str(root / "i-peer"), *specs]))
+        peer_runs.append(peer_timed([sys.executable, str(script), str(cur), str(root / "i-peer"), *specs]))
+        if peer_runs[-1][0] is None:
+            continue
         mine = sorted((root / "i-tic" / "manifest").glob("year=*/*.parquet"))
         theirs = sorted((root / "i-peer" / "manifest").glob("year=*/*.parquet"))
         assert [p.relative_to(root / "i-tic") for p in mine] == [p.relative_to(root / "i-peer") for p in theirs], "other files"
         assert all(a.read_bytes() == b.read_bytes() for a, b in zip(mine, theirs)), "tic and the Polars script differ"
     shutil.rmtree(lists)
     return summarize(tic_runs, peer_runs)
+
+
+def peer_timed(cmd: list[str]) -> tuple[float | None, dict]:
+    """A peer's run; one that fails (killed when it outgrows memory: it holds the whole pool) is
+    recorded as failed, with the memory it had reached, instead of ending the benchmark."""
+    try:
+        return timed(cmd)
+    except SystemExit as e:
+        print(f"  peer failed: {str(e).splitlines()[0][:200]}", flush=True)
+        return None, {"failed": True}
 
 
 def bench_audit(cur: Path, root: Path, repeats: int) -> dict:
@@ -129,8 +142,11 @@ def summarize(tic_runs: list, peer_runs: list) -> dict:
     med = lambda runs, i=0: statistics.median(r[0] for r in runs)  # noqa: E731
     peak = lambda runs, k: max(r[1].get(k, 0) for r in runs) / 2**30  # noqa: E731
     out = {"tic_s": med(tic_runs), "tic_tree_gib": peak(tic_runs, "tree"), "tic_process_gib": peak(tic_runs, "process")}
-    if peer_runs:
-        out |= {"peer_s": med(peer_runs), "peer_gib": peak(peer_runs, "tree")}
+    done = [r for r in peer_runs if r[0] is not None]
+    if done:
+        out |= {"peer_s": med(done), "peer_gib": peak(done, "tree")}
+    elif peer_runs:
+        out |= {"peer_failed": True}
     return out
 
 
@@ -178,7 +194,8 @@ def report(results: list[dict]) -> None:
           f" {'(1 proc)':>8} {'peer GiB':>8} {'core-h @12.7B':>13}")
     for r in results:
         rate = r["rows"] / r["tic_s"] / cores
-        peer = (f"{r['peer_s']:>7.1f} {r['tic_s'] / r['peer_s']:>8.2f}" if "peer_s" in r else f"{'-':>7} {'-':>8}")
+        peer = (f"{r['peer_s']:>7.1f} {r['tic_s'] / r['peer_s']:>8.2f}" if "peer_s" in r
+                else f"{'failed':>7} {'-':>8}" if r.get("peer_failed") else f"{'-':>7} {'-':>8}")
         print(f"{r['verb']:<8} {r['rows']:>12,} {r['tic_s']:>8.1f} {rate:>12,.0f} {peer} {r['tic_tree_gib']:>8.2f}"
               f" {r['tic_process_gib']:>8.2f} {r.get('peer_gib', float('nan')):>8.2f} {PAPER_ROWS / rate / 3600:>13,.1f}")
     print(f"\nmedians; rows = the curated rows each verb reads (curate: the pool's rows); {cores} cores; core-hours at "

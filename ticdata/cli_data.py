@@ -195,11 +195,12 @@ def cmd_audit(args) -> int:
     from ticdata.audit_report import write_report
 
     fix = Path(args.fix) if args.fix else None
-    from ticdata.manifest import manifest_guard
+    from ticdata.manifest import checked_manifest_files, manifest_guard
 
     with manifest_guard(args.dir):
         make_job(Path(args.dir), Path(args.out), fix, args.overwrite)  # refuse before Ray starts
-        with executor(args) as ex:
+        work = sum(p.stat().st_size for p in checked_manifest_files(args.dir))
+        with executor(args, work_bytes=work, threads=True) as ex:
             result = run_audit(Path(args.dir), Path(args.out), ex, fix=fix, progress=not args.quiet, overwrite=args.overwrite)
     report = write_report(result, Path(args.out))
     print(headline(result))
