@@ -17,28 +17,15 @@ from pathlib import Path
 import polars as pl
 
 from ticdata.evalselect import EXCLUDED, NOT_DOWNLOADED, TRAIN
-from ticdata.storage import write_parquet_atomic
+from ticdata.manifest import mark_table, update_file
 
 SPLIT_COLUMNS = {"split": pl.String, "exclude_reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32,
                  "eval_class": pl.String}
 
 
 def update_part(path: Path, df: pl.DataFrame, table: pl.DataFrame, columns: dict, on: str = "uid") -> tuple[pl.DataFrame, int]:
-    """`df` (the file at `path`) with `table`'s `columns` set on its matching rows, written back
-    when anything changed (a column added or a row matched); the frame and the rows matched."""
-    present = {c: t for c, t in columns.items() if c in table.columns}
-    table = table.select(on, *[pl.col(c).cast(t) for c, t in present.items()]).unique(on, keep="last")
-    missing = [pl.lit(None, dtype=t).alias(c) for c, t in columns.items() if c not in df.columns]
-    if missing:
-        df = df.with_columns(missing)
-    df = df.with_columns([pl.col(c).cast(t) for c, t in columns.items()])
-    hits = df.join(table.select(on), on=on, how="semi").height
-    if hits:
-        df = df.update(table, on=on, how="left", include_nulls=True)
-    elif not missing:
-        return df, 0
-    write_parquet_atomic(path, df, compression="zstd", compression_level=1, statistics=True)
-    return df, hits
+    """One manifest file as `manifest.update_manifest` rewrites each of its files."""
+    return update_file(path, df, mark_table(table, columns, on), columns, on)
 
 
 def reset_file(part: str) -> dict:

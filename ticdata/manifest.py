@@ -209,27 +209,38 @@ def format_bucket_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def mark_table(table: pl.DataFrame, columns: dict[str, pl.DataType], on: str = "uid") -> pl.DataFrame:
+    """`table` as `update_file` applies it: the key and the `columns` it holds, cast, one row per key."""
+    present = {c: t for c, t in columns.items() if c in table.columns}
+    return table.select(on, *[pl.col(c).cast(t) for c, t in present.items()]).unique(on, keep="last")
+
+
+def update_file(path: Path, df: pl.DataFrame, table: pl.DataFrame, columns: dict[str, pl.DataType], on: str = "uid") -> tuple[pl.DataFrame, int]:
+    """`df` (the part file at `path`) with `table`'s columns (from `mark_table`) set on its matching
+    rows, rewritten atomically when anything changed (a column added or a row matched); the frame
+    and the rows matched."""
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in columns.items() if c not in df.columns]
+    if missing:
+        df = df.with_columns(missing)
+    df = df.with_columns([pl.col(c).cast(t) for c, t in columns.items()])
+    hits = df.join(table.select(on), on=on, how="semi").height
+    if hits:
+        df = df.update(table, on=on, how="left", include_nulls=True)
+    elif not missing:
+        return df, 0
+    write_parquet_atomic(path, df, compression="zstd", compression_level=1, statistics=True)
+    return df, hits
+
+
 def update_manifest(out: str | Path, table: pl.DataFrame, columns: dict[str, pl.DataType], on: str = "uid") -> int:
     """Set the `columns` that `table` holds on the manifest rows whose `on` key is in `table` (other
     rows and other columns keep their values; columns the manifest lacks are added as nulls). Rewrites each part file atomically, in place,
     so a killed update is finished by running it again. Returns the rows updated."""
     folder = CuratedFolder(Path(out))
-    present = {c: t for c, t in columns.items() if c in table.columns}
-    table = table.select(on, *[pl.col(c).cast(t) for c, t in present.items()]).unique(on, keep="last")
+    table = mark_table(table, columns, on)
     updated = 0
     for part in checked_manifest_files(folder.root):
-        df = pl.read_parquet(part)
-        missing = [pl.lit(None, dtype=t).alias(c) for c, t in columns.items() if c not in df.columns]
-        if missing:
-            df = df.with_columns(missing)
-        df = df.with_columns([pl.col(c).cast(t) for c, t in columns.items()])
-        hits = df.join(table.select(on), on=on, how="semi").height
-        if hits:
-            df = df.update(table, on=on, how="left", include_nulls=True)
-        elif not missing:
-            continue
-        updated += hits
-        write_parquet_atomic(part, df, compression="zstd", compression_level=1, statistics=True)
+        updated += update_file(part, pl.read_parquet(part), table, columns, on)[1]
     doc_path = folder.manifest_json
     if doc_path.exists():
         doc = load_manifest_doc(folder.root)

@@ -29,7 +29,7 @@ from ticdata.benchmarks import benchmark_from_manifest
 from ticdata.errors import UserError
 from ticdata.storage import atomic_file, read_json, write_json_atomic
 from ticdata.uidimport_tasks import out_of_order
-from ticdata.uidlists import uid_memmap
+from ticdata.uidlists import uid_memmap, uid_range_bounds
 
 RANGE_UIDS = 8_000_000  # selected uids a range task sorts at once (18 bytes each, ~40 while sorting)
 RUN = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("b", "<u2")])
@@ -110,13 +110,9 @@ def _slice(run: dict, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return part[fields[0]].astype(_U8), part[fields[1]].astype(_U8), b.astype(np.uint16)
 
 
-def range_bounds(ranges: int) -> list[int]:
-    return [(r << 64) // ranges for r in range(ranges)] + [1 << 64]
-
-
 def lookup_range(r: int, ranges: int, runs: list[dict], names: list[str], folder: str) -> dict:
     """The lookup's range r: every run's slice, sorted, checked, unique."""
-    lo, hi = range_bounds(ranges)[r : r + 2]
+    lo, hi = uid_range_bounds(ranges)[r : r + 2]
     pieces = [_slice(run, lo, hi) for run in runs]
     cat = [np.concatenate([p[i] for p in pieces]) if pieces else np.zeros(0, t) for i, t in enumerate((_U8, _U8, np.uint16))]
     h, l, b = _sorted_unique(names, *cat)
@@ -130,7 +126,7 @@ def plan_ranges(total: int) -> int:
 
 
 def write_index(folder: Path, ranges: int) -> None:
-    write_json_atomic(folder / "ranges.json", {"lower_bounds": range_bounds(ranges)[:-1]})
+    write_json_atomic(folder / "ranges.json", {"lower_bounds": uid_range_bounds(ranges)[:-1]})
 
 
 def content_sha256(folder: Path, names: tuple[str, ...]) -> str:

@@ -32,7 +32,7 @@ from ticdata.executor import Task
 from ticdata.job import Job
 from ticdata.layout import CuratedFolder, bucket_dir, check_apart
 from ticdata.manifest import checked_manifest_files, load_manifest_json
-from ticdata.uidlists import UID_DTYPE, UidFileWriter
+from ticdata.uidlists import UID_DTYPE, UidFileWriter, uid_range_bounds
 
 RANGE_UIDS = 4_000_000  # uids a merge task sorts at once (~64 MB of keys, ~200 MB while sorting)
 HEX_UID = r"^[0-9a-fA-F]{32}$"
@@ -77,15 +77,11 @@ def write_runs(part: str, index: int, work: str, doc: dict, where: str, split: s
     return {"runs": runs, "splits": splits, "rows": df.height}
 
 
-def _range_bounds(ranges: int) -> list[int]:
-    return [(r << 64) // ranges for r in range(ranges)] + [1 << 64]
-
-
 def merge_runs(bucket: str, runs: list[str], target: str, total: int) -> dict:
     """Sorted runs of one bucket -> its .npy, one uid range at a time (duplicates across runs go)."""
     arrays = [np.load(r, mmap_mode="r") for r in runs]
     ranges = max(1, math.ceil(total / RANGE_UIDS))
-    bounds = _range_bounds(ranges)
+    bounds = uid_range_bounds(ranges)
     cuts = [np.searchsorted(a["f0"], np.array(bounds[1:-1], dtype=np.uint64), side="left") for a in arrays]
     cuts = [np.concatenate([[0], c, [len(a)]]) for c, a in zip(cuts, arrays)]
     with UidFileWriter(Path(target), total) as w:

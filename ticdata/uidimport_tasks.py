@@ -28,7 +28,7 @@ from ticdata.benchmarks import benchmark_from_manifest
 from ticdata.curate_tasks import read_partition, write_partitions
 from ticdata.errors import UserError
 from ticdata.official_dating import tally
-from ticdata.uidlists import UID_DTYPE, UidFileWriter, array_to_uids, uid_memmap
+from ticdata.uidlists import UID_DTYPE, UidFileWriter, array_to_uids, uid_memmap, uid_range_bounds
 
 RANGE_UIDS = 4_000_000
 BLOCK = 1 << 22
@@ -89,10 +89,6 @@ def write_keys(part: str, index: int, work: str) -> dict:
     return {"path": str(target), "keys": len(out)}
 
 
-def range_bounds(ranges: int) -> list[int]:
-    return [(r << 64) // ranges for r in range(ranges)] + [1 << 64]
-
-
 def _slice(path: str, lo: int, hi: int) -> pl.DataFrame:
     """The keys of a sorted uid file whose high half lies in [lo, hi): two binary searches on the
     memory map (a few pages each), then only the slice is read."""
@@ -105,7 +101,7 @@ def _slice(path: str, lo: int, hi: int) -> pl.DataFrame:
 
 def join_range(r: int, ranges: int, lists: list[tuple[str, str]], keys: list[str], work: str) -> dict:
     """Matches (manifest file, f0, f1, list) of uid range r, one IPC batch per manifest file."""
-    lo, hi = range_bounds(ranges)[r : r + 2]
+    lo, hi = uid_range_bounds(ranges)[r : r + 2]
     listed = pl.concat([_slice(p, lo, hi).with_columns(list=pl.lit(i, pl.UInt16)) for i, (_, p) in enumerate(lists)])
     twice = listed.filter(pl.struct("f0", "f1").is_duplicated())
     if twice.height:

@@ -51,6 +51,13 @@ def write_uid_file(path: Path, uids: list[str]) -> int:
     return len(arr)
 
 
+def uid_range_bounds(ranges: int) -> list[int]:
+    """Lower bounds of `ranges` equal ranges of a uid's high 64-bit half, then 2**64: the cut the
+    range stages (export's merge, import's join, reshard's lookup) share; uids are hashes, so the
+    ranges hold about equal shares."""
+    return [(r << 64) // ranges for r in range(ranges)] + [1 << 64]
+
+
 def npy_header(count: int) -> bytes:
     """np.save's header (format 1.0) for `count` uids."""
     buf = io.BytesIO()
