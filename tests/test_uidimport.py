@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 import ticdata.uidimport_tasks as T
+import ticdata.uidlists as uidlists
 from ticdata.cli import main
 from ticdata.errors import UserError
 from ticdata.benchmarks import benchmark_from_manifest
@@ -97,16 +98,16 @@ def test_uids_listed_twice_are_refused_in_any_range(curated, tmp_path, monkeypat
 
 
 def test_order_check_crosses_blocks(monkeypatch):
-    monkeypatch.setattr(T, "BLOCK", 3)
+    monkeypatch.setattr(uidlists, "ORDER_BLOCK", 3)
     arr = uids_to_array(["%032x" % i for i in range(1, 12)])
-    assert T.out_of_order(arr) is None
+    assert uidlists.out_of_order(arr) is None
     for i in range(1, 11):
         swapped = arr.copy()
         swapped[[i - 1, i]] = swapped[[i, i - 1]]
-        assert T.out_of_order(swapped) == (i, False)
+        assert uidlists.out_of_order(swapped) == (i, False)
         repeated = arr.copy()
         repeated[i] = repeated[i - 1]
-        assert T.out_of_order(repeated) == (i, True)
+        assert uidlists.out_of_order(repeated) == (i, True)
 
 
 def test_the_driver_reads_no_row(curated, tmp_path, monkeypatch):

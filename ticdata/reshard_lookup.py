@@ -28,8 +28,7 @@ import polars as pl
 from ticdata.benchmarks import benchmark_from_manifest
 from ticdata.errors import UserError
 from ticdata.storage import atomic_file, read_json, write_json_atomic
-from ticdata.uidimport_tasks import out_of_order
-from ticdata.uidlists import uid_memmap, uid_range_bounds
+from ticdata.uidlists import out_of_order, uid_memmap, uid_range_bounds
 
 RANGE_UIDS = 8_000_000  # selected uids a range task sorts at once (18 bytes each, ~40 while sorting)
 RUN = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("b", "<u2")])

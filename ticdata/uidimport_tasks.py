@@ -28,10 +28,9 @@ from ticdata.benchmarks import benchmark_from_manifest
 from ticdata.curate_tasks import read_partition, write_partitions
 from ticdata.errors import UserError
 from ticdata.official_dating import tally
-from ticdata.uidlists import UID_DTYPE, UidFileWriter, array_to_uids, uid_memmap, uid_range_bounds
+from ticdata.uidlists import UID_DTYPE, UidFileWriter, array_to_uids, out_of_order, uid_memmap, uid_range_bounds
 
 RANGE_UIDS = 4_000_000
-BLOCK = 1 << 22
 LOWER_HEX_UID = r"^[0-9a-f]{32}$"  # the uids a list can hold as rendered by DataComp (lowercase hex)
 TRAIN = "train"
 EVAL_MARKS = {"exclude_reason": pl.String, "excluded_by": pl.String, "excluded_distance": pl.Int32, "eval_class": pl.String}
@@ -42,18 +41,6 @@ def _keys(uids: pl.Expr) -> list[pl.Expr]:
     ok = uids.str.contains(LOWER_HEX_UID).fill_null(False)
     return [pl.when(ok).then(uids.str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False)).alias("f0"),
             pl.when(ok).then(uids.str.slice(16, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False)).alias("f1")]
-
-
-def out_of_order(arr: np.ndarray) -> tuple[int, bool] | None:
-    """The first index i where arr[i] <= arr[i-1], and whether it is an equal pair; None when strictly sorted."""
-    for s in range(1, len(arr), BLOCK):
-        a, b = np.asarray(arr[s - 1 : s - 1 + BLOCK + 1]), None
-        prev, cur = a[:-1], a[1:]
-        b = (cur["f0"] < prev["f0"]) | ((cur["f0"] == prev["f0"]) & (cur["f1"] <= prev["f1"]))
-        if b.any():
-            i = int(np.argmax(b))
-            return s + i, bool(cur["f0"][i] == prev["f0"][i] and cur["f1"][i] == prev["f1"][i])
-    return None
 
 
 def check_list(path: str, bucket: str, index: int, work: str) -> dict:

@@ -18,6 +18,7 @@ from ticdata.errors import UserError
 from ticdata.storage import write_bytes_atomic
 
 UID_DTYPE = np.dtype("u8,u8")
+ORDER_BLOCK = 1 << 22  # uids compared at once when checking a file's order on its memory map
 
 
 def uids_to_array(uids: list[str]) -> np.ndarray:
@@ -56,6 +57,18 @@ def uid_range_bounds(ranges: int) -> list[int]:
     range stages (export's merge, import's join, reshard's lookup) share; uids are hashes, so the
     ranges hold about equal shares."""
     return [(r << 64) // ranges for r in range(ranges)] + [1 << 64]
+
+
+def out_of_order(arr: np.ndarray) -> tuple[int, bool] | None:
+    """The first index i where arr[i] <= arr[i-1], and whether it is an equal pair; None when strictly sorted."""
+    for s in range(1, len(arr), ORDER_BLOCK):
+        a = np.asarray(arr[s - 1 : s - 1 + ORDER_BLOCK + 1])
+        prev, cur = a[:-1], a[1:]
+        b = (cur["f0"] < prev["f0"]) | ((cur["f0"] == prev["f0"]) & (cur["f1"] <= prev["f1"]))
+        if b.any():
+            i = int(np.argmax(b))
+            return s + i, bool(cur["f0"][i] == prev["f0"][i] and cur["f1"][i] == prev["f1"][i])
+    return None
 
 
 def npy_header(count: int) -> bytes:
