@@ -55,7 +55,7 @@ PY
 lap "3. ledger check"
 
 echo "== 4. uid lists per bucket (DataComp format) -> $OUT/uids"
-tic uids export "$OUT/curated" --out "$OUT/uids"
+tic uids export "$OUT/curated" --out "$OUT/uids" --overwrite  # a rerun at another TIC_DEMO_ROWS replaces the last lists
 
 lap "4. uids export"
 
