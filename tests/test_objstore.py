@@ -65,8 +65,11 @@ def _objects(fs, prefix: str) -> dict[str, bytes]:
     out = {}
     for i in infos:
         if i.type == pafs.FileType.File:
-            with fs.open_input_stream(i.path) as fh:
-                out[i.path[len(f"{BUCKET}/{prefix}/"):]] = fh.read()
+            try:
+                with fs.open_input_stream(i.path) as fh:
+                    out[i.path[len(f"{BUCKET}/{prefix}/"):]] = fh.read()
+            except FileNotFoundError:  # listed, then removed by the run being watched (a probe, a temp name)
+                continue
     return out
 
 
