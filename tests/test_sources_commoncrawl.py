@@ -225,3 +225,77 @@ def test_inspect_inputs_on_a_folder(tmp_path):
     files = inspect_inputs([str(tmp_path)], COLS)
     assert [(Path(f.path).name, f.kind, f.rows) for f in files] == [("a.warc.gz", "warc", None), ("b.warc.wat.gz", "warc", None)]
     assert files[0].size == WARC.stat().st_size
+
+
+class _Page:
+    """A record stand-in whose payload is in memory (what `_html_images` reads through `_content`)."""
+
+    def __init__(self, html: str) -> None:
+        self.payload = html.encode("utf-8")
+
+    def content_stream(self):
+        return io.BytesIO(self.payload)
+
+
+# Hand-written pages where the WHATWG HTML parsing algorithm (scripting disabled, as in a crawler)
+# fixes the result: (what, html, base, [(src, alt)] of the <img> elements in the document).
+# Expectations come from the spec's tokenizer and tree-construction rules, cited by state or mode.
+SPEC_CASES = [
+    ("duplicate attribute: the first wins (duplicate-attribute parse error drops the later one)",
+     '<img src="a.png" src="b.png" alt="x" alt="y">', None, [("a.png", "x")]),
+    ("named reference without ';' followed by '=' or alphanumeric in an attribute is not decoded",
+     '<img src="/i?a=1&copy=2&reg2" alt="x">', None, [("/i?a=1&copy=2&reg2", "x")]),
+    ("'&copy ' decodes (missing semicolon before a space), '&notit;' is '&not' + 'it;' only outside attributes",
+     '<img src="a.png" alt="&copy 2024, &copy; &notit; x">', None, [("a.png", "\xa9 2024, \xa9 &notit; x")]),
+    ("numeric references: &#x80; is the euro sign (C1 table), &#0; is U+FFFD",
+     '<img src="a.png" alt="Tom &amp Jerry &#128512; &#x80; &#0;">', None, [("a.png", "Tom & Jerry \U0001F600 \u20ac \ufffd")]),
+    ("<textarea> and <title> hold text (RCDATA)",
+     "<textarea><img src=t.png alt=t></textarea><title><img src=u.png alt=u></title>", None, []),
+    ("<xmp>, <iframe>, <noembed>, <noframes> hold text (raw text)",
+     ("<xmp><img src=x alt=x></xmp><iframe><img src=f alt=f></iframe><noembed><img src=e alt=e></noembed>"
+      "<noframes><img src=g alt=g></noframes>"), None, []),
+    ("<script> and <style> hold text", "<script>s='<img src=s.png alt=s>'</script><style><img src=y alt=y></style>", None, []),
+    ("<plaintext> makes the rest of the page text", "<plaintext><img src=p alt=p>", None, []),
+    ("a comment holds text", "<!-- <img src=c.png alt=c> -->", None, []),
+    ("'<!-->' and '--!>' end a comment", "<!--><img src=d.png alt=d> <!-- x --!><img src=h.png alt=h>", None,
+     [("d.png", "d"), ("h.png", "h")]),
+    ("<template> content is not in the document, nor its <base>",
+     "<template><base href=/t/><img src=t.png alt=t></template>", None, []),
+    ("<noscript> content is markup with scripting disabled", "<noscript><img src=n.png alt=n></noscript>", None, [("n.png", "n")]),
+    ("<img> inside <svg> breaks out to HTML; an SVG <image> is not an <img>",
+     "<svg><image href=i.png /><img src=v.png alt=v></svg>", None, [("v.png", "v")]),
+    ("an HTML <image> start tag becomes <img>", "<image src=im.png alt=im>", None, [("im.png", "im")]),
+    ("a tag cut by the end of the file is dropped", "<p>x<img src=e.png alt=e", None, []),
+    ("U+0000 in an attribute value is U+FFFD", '<img src=a.png alt="a\x00b">', None, [("a.png", "a\ufffdb")]),
+    ("in an unquoted value '/' is a character (only whitespace or '>' ends it): src=a.png/ keeps it",
+     "<img alt=b src=a.png/>", None, [("a.png/", "b")]),
+    ("markup inside an attribute value is text", '<a title="<img src=q alt=q>">x</a>', None, []),
+    ("names are case-insensitive; src stripped, alt whitespace collapsed, CR LF normalized",
+     '<IMG SRC = " A.png\r\n" ALT=" x \r\n y ">', None, [("A.png", "x y")]),
+    ("valueless attributes are empty", "<img src alt>", None, [("", "")]),
+    # tic's rule, kept from the html.parser reader: the first <base> whose href is not blank
+    ("base: the first non-blank href, wherever the <base> is",
+     '<base target=_top><base href="  "><p><base href="/y/"><base href="/z/"><img src=a alt=a>', "/y/", [("a", "a")]),
+]
+
+
+@pytest.mark.parametrize("what, html, base, images", SPEC_CASES, ids=[c[0][:40] for c in SPEC_CASES])
+def test_html_images_follow_the_html_spec(what, html, base, images):
+    assert commoncrawl._html_images("<case>", _Page(html), "text/html; charset=utf-8") == (base, images)
+
+
+def test_spec_edge_cases_through_read(tmp_path):
+    """The spec's results reach the pairs: the first duplicate src, '&copy=2' kept in the resolved URL,
+    no pair from a <textarea> or a <template>."""
+    html = (
+        b'<html><body><img src="/i?a=1&copy=2" alt="query"><img src="first.png" src="second.png" alt="dup">'
+        b"<textarea><img src=t.png alt=textarea></textarea><template><img src=u.png alt=template></template>"
+        b"</body></html>"
+    )
+    path = tmp_path / "edge.warc.gz"
+    with open(path, "wb") as fh:
+        w = WARCWriter(fh, gzip=True)
+        w.write_record(_response(w, "https://x.example/dir/page", html, "text/html", "2024-01-01T00:00:00Z"))
+    df, stats = read_file(path)
+    assert pairs(df) == {"query": "https://x.example/i?a=1&copy=2", "dup": "https://x.example/dir/first.png"}
+    assert stats == {"records": 1, "pages": 1, "images": 2, "images_without_alt": 0}

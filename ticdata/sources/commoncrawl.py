@@ -13,25 +13,25 @@ UserError for the whole file, as is a corrupt gzip stream. gzip files are decomp
 gzip module and handed to warcio as plain WARC, so a file compressed as one gzip stream (not one
 member per record) reads like a per-record one.
 
-Text: HTML attribute values are entity-decoded once, by the HTML parser; WAT alt values are used as
-written, since CommonCrawl's WAT writer has already decoded them (the same page as WARC and as WAT
-gives the same pairs). A page's encoding follows the WHATWG order (BOM, HTTP charset, meta prescan,
-UTF-8): see `ticdata.sources.htmlcharset`.
+Text: HTML attribute values are entity-decoded once, by the HTML parser (selectolax's lexbor backend,
+which follows the HTML spec's tokenizer and tree builder); WAT alt values are used as written, since
+CommonCrawl's WAT writer has already decoded them (the same page as WARC and as WAT gives the same
+pairs). A page's encoding follows the WHATWG order (BOM, HTTP charset, meta prescan, UTF-8): see
+`ticdata.sources.htmlcharset`.
 """
 
 from __future__ import annotations
 
-import codecs
 import gzip
 import json
 import zlib
 from collections.abc import Iterator
 from contextlib import closing
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin
 
 import polars as pl
+from selectolax.lexbor import LexborHTMLParser
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.limitreader import LimitReader
@@ -177,42 +177,22 @@ def _join(base: str, url: str) -> str:
         return url
 
 
-class _Images(HTMLParser):
-    """Collects (src, alt) of every <img> and the first <base href>; attribute entities are decoded."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base: str | None = None
-        self.images: list[tuple[str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "img":
-            a = dict(attrs)
-            self.images.append(((a.get("src") or "").strip(), _clean(a.get("alt"))))
-        elif tag == "base" and self.base is None:
-            self.base = (dict(attrs).get("href") or "").strip() or None
-
-    handle_startendtag = handle_starttag
-
-
 def _html_images(path: Path | str, rec, content_type: str) -> tuple[str | None, list[tuple[str, str]]]:
-    """(base URL, images) of one HTML page, fed to the parser block by block; the encoding is found
-    from the first 1024 bytes and the HTTP Content-Type (WHATWG order)."""
-    blocks = _content(path, rec)
-    head = b""
-    for block in blocks:
-        head += block
-        if len(head) >= htmlcharset.PRESCAN_BYTES:
-            break
-    codec, bom = htmlcharset.sniff(head, content_type)
-    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
-    parser = _Images()
-    parser.feed(decoder.decode(head[bom:]))
-    for block in blocks:
-        parser.feed(decoder.decode(block))
-    parser.feed(decoder.decode(b"", final=True))
-    parser.close()
-    return parser.base, parser.images
+    """(base URL, images) of one HTML page: (src, alt) of every <img> element and the href of the first
+    <base> with a non-blank one, src and href stripped, alt cleaned. The page is decoded in the WHATWG
+    order (BOM, HTTP charset, meta prescan of the first 1024 bytes, UTF-8) and parsed by lexbor, which
+    builds the tree the HTML spec's parser builds, scripting off as in a crawler: the first of duplicate
+    attributes wins, `&copy=2` in an attribute stays as written, and an <img> in a comment, <script>,
+    <textarea>, <title> or <template> is text or outside the document, not an image."""
+    payload = b"".join(_content(path, rec))
+    codec, bom = htmlcharset.sniff(payload[: htmlcharset.PRESCAN_BYTES], content_type)
+    tree = LexborHTMLParser(payload[bom:].decode(codec, errors="replace"))
+    base = next((href for node in tree.tags("base") if (href := (node.attrs.get("href") or "").strip())), None)
+    images = []
+    for node in tree.tags("img"):
+        attrs = node.attrs
+        images.append(((attrs.get("src") or "").strip(), _clean(attrs.get("alt"))))
+    return base, images
 
 
 def _field(obj: dict, key: str, kind: type):
