@@ -76,7 +76,7 @@ COPY (
 
 def sample_tree(proc: psutil.Process, stop: threading.Event, peaks: dict) -> None:
     while not stop.is_set():
-        total, biggest = 0, 0
+        total, biggest, driver, other = 0, 0, 0, 0
         try:
             procs = [proc] + proc.children(recursive=True)
         except psutil.Error:
@@ -88,8 +88,14 @@ def sample_tree(proc: psutil.Process, stop: threading.Event, peaks: dict) -> Non
                 continue
             total += rss
             biggest = max(biggest, rss)
+            if p is proc:
+                driver = rss
+            else:  # a task's process, or Ray's own (raylet, GCS)
+                other = max(other, rss)
         peaks["tree"] = max(peaks.get("tree", 0), total)
         peaks["process"] = max(peaks.get("process", 0), biggest)
+        peaks["driver"] = max(peaks.get("driver", 0), driver)
+        peaks["task"] = max(peaks.get("task", 0), other)
         stop.wait(0.2)
 
 
@@ -188,6 +194,8 @@ def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "
             "duckdb_s": med(duck),
             "tic_tree_gib": peak(runs, "tree") / 2**30,
             "tic_process_gib": peak(runs, "process") / 2**30,
+            "tic_driver_gib": peak(runs, "driver") / 2**30,
+            "tic_task_gib": peak(runs, "task") / 2**30,
             "duckdb_tree_gib": peak(duck, "tree") / 2**30,
             "timing": runs[len(runs) // 2][2],  # the median run's profile
             "wall_s": runs[len(runs) // 2][0],

@@ -1,17 +1,29 @@
 #!/usr/bin/env python
 """Every verb's rate and memory at several pool sizes, beside a peer where one exists.
 
-For each size: a synthetic pool (`tic synth pool`, bench_curate's default shape), curated once
-(`tic curate`, timed: its DuckDB ratio is bench_curate.py's job), then per verb, several runs each,
-alternating with its peer:
+For each size: a synthetic pool (`tic synth pool`, bench_curate's default shape), then per verb,
+several runs each, alternating with its peer:
 
+    curate   `tic curate POOL --out CUR`       vs bench_curate.py's DuckDB query (same kept rows asserted);
+             the last run's folder is what the other verbs read (without `curate` in --verbs, the
+             pool is curated once, untimed)
     export   `tic uids export CUR --out ...`   vs a Polars script in one process writing the same .npy bytes
     import   `tic uids import CUR B.npy... --out ...` (every bucket's exported list) vs a Polars script
              joining the whole manifest with every list at once in one process: same Parquet bytes
     audit    `tic audit CUR --out ...`         (no peer: its URL-date parser is timed alone by bench_urldates.py)
+    evalsets `tic evalsets WORK --no-train-shards` on a copy of CUR whose image hashes are stand-ins
+             (bench_scale_inputs.py: per bucket one empty tar and its hash table per 10,000 rows, so
+             the run resumes after its hash stage): hashing is one task per tar whatever the pool's
+             size, the rest (join, selection, decontamination, marking) is what grows with the pool.
+             No peer.
+    reshard  `tic reshard SRC --manifest CUR --out ...`: 20 source tars of 2,000 samples, half of
+             their uids in the pool; the uid -> bucket lookup covers the whole pool (what grows with
+             it), the bytes copied stay fixed (bench_reshard.py measures the copy against tarfile).
+             Rows = the curated rows. No peer.
 
 Prints per verb and size: median wall, rows/s per core, the peer's median and the ratio, and peak
-memory (RSS summed over the process tree, and of its largest process, sampled every 0.2 s), then
+memory (RSS sampled every 0.2 s: summed over the process tree, of the driver (the `tic` process),
+and of the largest other process: a task's worker, or Ray's own), then
 the core-hours each verb would take at TiC-DataComp's 12.7B rows at the largest size's rate.
 
     .venv/bin/python scripts/bench_scale.py                              # 4M and 16M rows, 3 runs each
@@ -31,7 +43,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_curate import BIN, ensure_pool, timed  # noqa: E402
+from bench_curate import BIN, bench_size, ensure_pool, timed  # noqa: E402
 
 PAPER_ROWS = 12_700_000_000
 
@@ -138,10 +150,46 @@ def bench_audit(cur: Path, root: Path, repeats: int) -> dict:
     return summarize(runs, [])
 
 
+INPUTS = Path(__file__).resolve().parent / "bench_scale_inputs.py"
+
+
+def bench_evalsets(cur: Path, root: Path, repeats: int) -> dict:
+    runs = []
+    for _ in range(repeats):
+        work = root / "e-tic"
+        subprocess.run([sys.executable, str(INPUTS), "evalsets", str(cur), str(work)], check=True, stdout=subprocess.DEVNULL)
+        runs.append(timed([str(BIN / "tic"), "-q", "evalsets", str(work), "--no-train-shards"]))
+    shutil.rmtree(root / "e-tic", ignore_errors=True)
+    return summarize(runs, [])
+
+
+def bench_reshard(cur: Path, root: Path, repeats: int) -> dict:
+    src = root / "r-src"
+    subprocess.run([sys.executable, str(INPUTS), "reshard", str(cur), str(src)], check=True, stdout=subprocess.DEVNULL)
+    runs = []
+    for _ in range(repeats):
+        shutil.rmtree(root / "r-tic", ignore_errors=True)
+        runs.append(timed([str(BIN / "tic"), "-q", "reshard", str(src), "--manifest", str(cur), "--out", str(root / "r-tic")]))
+    shutil.rmtree(src)
+    return summarize(runs, [])
+
+
+def bench_curate(pool: Path, cur: Path, root: Path, repeats: int) -> dict:
+    """bench_curate.py's run (tic and DuckDB alternating, the kept rows compared); its last tic
+    output becomes CUR."""
+    r = bench_size(root, int(json.loads((pool / "_synth.json").read_text())["rows"]), repeats, os.cpu_count() or 1)[0]
+    shutil.rmtree(cur, ignore_errors=True)
+    (root / "out-tic").rename(cur)
+    shutil.rmtree(root / "out-duckdb", ignore_errors=True)
+    return {"tic_s": r["tic_s"], "peer_s": r["duckdb_s"], "peer_gib": r["duckdb_tree_gib"], "tic_tree_gib": r["tic_tree_gib"],
+            "tic_process_gib": r["tic_process_gib"], "tic_driver_gib": r["tic_driver_gib"], "tic_task_gib": r["tic_task_gib"]}
+
+
 def summarize(tic_runs: list, peer_runs: list) -> dict:
     med = lambda runs, i=0: statistics.median(r[0] for r in runs)  # noqa: E731
     peak = lambda runs, k: max(r[1].get(k, 0) for r in runs) / 2**30  # noqa: E731
-    out = {"tic_s": med(tic_runs), "tic_tree_gib": peak(tic_runs, "tree"), "tic_process_gib": peak(tic_runs, "process")}
+    out = {"tic_s": med(tic_runs), "tic_tree_gib": peak(tic_runs, "tree"), "tic_process_gib": peak(tic_runs, "process"),
+           "tic_driver_gib": peak(tic_runs, "driver"), "tic_task_gib": peak(tic_runs, "task")}
     done = [r for r in peer_runs if r[0] is not None]
     if done:
         out |= {"peer_s": med(done), "peer_gib": peak(done, "tree")}
@@ -150,7 +198,8 @@ def summarize(tic_runs: list, peer_runs: list) -> dict:
     return out
 
 
-VERBS = {"export": bench_export, "import": bench_import, "audit": bench_audit}
+VERBS = {"curate": bench_curate, "export": bench_export, "import": bench_import, "audit": bench_audit,
+         "evalsets": bench_evalsets, "reshard": bench_reshard}
 
 
 def main() -> None:
@@ -172,12 +221,13 @@ def main() -> None:
         for rows in [int(float(x)) for x in args.rows.split(",")]:
             pool = ensure_pool(root, rows)
             cur = root / f"cur-{rows}"
-            if not (cur / "manifest.json").exists():
-                wall, peaks = timed([str(BIN / "tic"), "-q", "curate", str(pool), "--out", str(cur)])
-                results.append({"verb": "curate", "rows": rows, "tic_s": wall, "tic_tree_gib": peaks.get("tree", 0) / 2**30,
-                                "tic_process_gib": peaks.get("process", 0) / 2**30})
+            if "curate" in verbs:
+                print(f"curate, {rows:,}-row pool ...", flush=True)
+                results.append({"verb": "curate", "rows": rows} | bench_curate(pool, cur, root, args.repeats))
+            elif not (cur / "manifest.json").exists():
+                subprocess.run([str(BIN / "tic"), "-q", "curate", str(pool), "--out", str(cur)], check=True)
             kept = json.loads((cur / "manifest.json").read_text())["rows"]
-            for verb in verbs:
+            for verb in [v for v in verbs if v != "curate"]:
                 print(f"{verb}, {rows:,}-row pool ({kept:,} curated rows) ...", flush=True)
                 results.append({"verb": verb, "rows": kept} | VERBS[verb](cur, root, args.repeats))
     finally:
@@ -191,13 +241,14 @@ def main() -> None:
 def report(results: list[dict]) -> None:
     cores = os.cpu_count() or 1
     print(f"\n{'verb':<8} {'rows':>12} {'tic s':>8} {'rows/s/core':>12} {'peer s':>7} {'tic/peer':>8} {'tic GiB':>8}"
-          f" {'(1 proc)':>8} {'peer GiB':>8} {'core-h @12.7B':>13}")
+          f" {'driver':>8} {'task':>8} {'peer GiB':>8} {'core-h @12.7B':>13}")
     for r in results:
         rate = r["rows"] / r["tic_s"] / cores
         peer = (f"{r['peer_s']:>7.1f} {r['tic_s'] / r['peer_s']:>8.2f}" if "peer_s" in r
                 else f"{'failed':>7} {'-':>8}" if r.get("peer_failed") else f"{'-':>7} {'-':>8}")
         print(f"{r['verb']:<8} {r['rows']:>12,} {r['tic_s']:>8.1f} {rate:>12,.0f} {peer} {r['tic_tree_gib']:>8.2f}"
-              f" {r['tic_process_gib']:>8.2f} {r.get('peer_gib', float('nan')):>8.2f} {PAPER_ROWS / rate / 3600:>13,.1f}")
+              f" {r.get('tic_driver_gib', float('nan')):>8.2f} {r.get('tic_task_gib', float('nan')):>8.2f}"
+              f" {r.get('peer_gib', float('nan')):>8.2f} {PAPER_ROWS / rate / 3600:>13,.1f}")
     print(f"\nmedians; rows = the curated rows each verb reads (curate: the pool's rows); {cores} cores; core-hours at "
           "12.7B rows assume the rate per core holds (tasks are per file / per range)")
 

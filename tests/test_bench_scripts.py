@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,39 @@ def test_the_scale_projection_is_the_measured_rates_times_the_rows():
     assert default["shuffle_tb"] == pytest.approx(0.9e9 * 250 / 1e12) and default["output_tb"] == pytest.approx(0.75e9 * 100 / 1e12)
     assert (default["maps"], default["partitions"], default["reads"]) == (1000, 900, 900_000)
     assert (larger["maps"], larger["partitions"]) == (250, 225) and larger["task_gib"] == pytest.approx(3.6)
+
+
+@pytest.mark.slow
+def test_bench_scale_evalsets_standin_resumes_after_hashing(tmp_path):
+    """The stand-in hashes are what the hash stage writes: `tic evalsets` reruns no hash task and
+    counts every bucketed row as an image, and the manifest it marks is a copy (CUR untouched)."""
+
+    tic = str(Path(sys.executable).parent / "tic")
+    subprocess.run([tic, "-q", "synth", "pool", "--rows", "20000", "--out", str(tmp_path / "pool")], check=True)
+    cur, work = tmp_path / "cur", tmp_path / "work"
+    subprocess.run([tic, "-q", "curate", str(tmp_path / "pool"), "--out", str(cur), "--executor", "inline"], check=True)
+    before = {p: p.read_bytes() for p in sorted((cur / "manifest").rglob("*.parquet"))}
+    made = json.loads(subprocess.run([sys.executable, str(REPO / "scripts" / "bench_scale_inputs.py"), "evalsets", str(cur), str(work),
+                                      "--per-tar", "1000"], check=True, capture_output=True, text=True).stdout)
+    res = subprocess.run([tic, "evalsets", str(work), "--no-train-shards", "--executor", "inline"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"hash: {made['tars']} of {made['tars']} tasks already complete" in res.stderr
+    doc = json.loads((work / "eval" / "evalsets.json").read_text())
+    assert doc["hash"]["tars"] == made["tars"] and doc["hash"]["samples"] == made["rows"]
+    assert sum(b["images"] for b in doc["buckets"].values()) == made["rows"]
+    assert {p: p.read_bytes() for p in sorted((cur / "manifest").rglob("*.parquet"))} == before
+
+
+def test_bench_scale_reshard_sources_half_listed(tmp_path):
+    """Reshard's stand-in sources hold the pool's bucketed uids and unknown ones, half each."""
+    tic = str(Path(sys.executable).parent / "tic")
+    subprocess.run([tic, "-q", "synth", "pool", "--rows", "20000", "--out", str(tmp_path / "pool")], check=True)
+    cur = tmp_path / "cur"
+    subprocess.run([tic, "-q", "curate", str(tmp_path / "pool"), "--out", str(cur), "--executor", "inline"], check=True)
+    subprocess.run([sys.executable, str(REPO / "scripts" / "bench_scale_inputs.py"), "reshard", str(cur), str(tmp_path / "src"),
+                    "--tars", "2", "--samples", "100"], check=True, capture_output=True)
+    res = subprocess.run([tic, "-q", "reshard", str(tmp_path / "src"), "--manifest", str(cur), "--out", str(tmp_path / "out"),
+                          "--executor", "inline"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    ledger = json.loads((tmp_path / "out" / "reshard.json").read_text())["ledger"]
+    assert ledger["rows_in"] == 200 and ledger["selected"] == 100 and ledger["not_selected"] == 100
