@@ -132,7 +132,7 @@ def audit_part(spec: PartSpec) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for name in TABLES:  # bucket_moves last: the task's declared output
         write_parquet_atomic(out / f"{name}.parquet", tables[name])
-    stats = {"rows": df.height, "with_evidence": int(df["_has_ev"].sum()), "wrong": int(df["_wrong"].sum()),
+    stats = {"rows": df.height, "domains": tables["domains"].height, "with_evidence": int(df["_has_ev"].sum()), "wrong": int(df["_wrong"].sum()),
              "impossible": int(df["_impossible"].sum()), "url_dated": int(df["sig_url"].is_not_null().sum()),
              "url_dated_day": int((df["sig_url"].is_not_null() & df["_url_has_day"].fill_null(False)).sum())}
     if spec.fix_out:
@@ -199,6 +199,39 @@ def official_agreement(doc: dict) -> dict:
     return out
 
 
+TOP_DOMAINS = 20
+DOMAIN_MERGE_ROWS = 4_000_000  # per-part domain rows one merge task sums (a few hundred MB)
+
+
+@dataclass(frozen=True)
+class DomainMerge:
+    files: tuple[str, ...]  # every part's domains.parquet
+    k: int  # this task's class of the domain hash
+    classes: int
+
+
+def top_domains(spec: DomainMerge) -> dict:
+    """The domains of one hash class summed over every part, and the TOP_DOMAINS with most
+    disagreement: a domain lives in one class, so the top of the tops is the global top, while the
+    driver holds TOP_DOMAINS rows per class instead of every part's domains."""
+    lf = pl.scan_parquet(list(spec.files))
+    if spec.classes > 1:
+        lf = lf.filter(pl.col("domain").hash(seed=0) % spec.classes == spec.k)
+    top = (lf.group_by("domain").agg(pl.col("rows", "with_evidence", "wrong", "impossible").sum())
+           .with_columns(disagreement=pl.col("wrong") + pl.col("impossible"))
+           .sort("disagreement", "domain", descending=[True, False]).head(TOP_DOMAINS).collect())
+    return {"top": top.drop("disagreement").to_dicts()}
+
+
+def _merged_domains(job: Job, executor, parts: int, stats: list[dict]) -> pl.DataFrame:
+    files = tuple(str(job.path("parts", f"{i:06d}", "domains.parquet")) for i in range(parts))
+    classes = max(1, -(-sum(s.get("domains", 0) for s in stats) // DOMAIN_MERGE_ROWS))
+    tops = job.stage(executor, "domains", [Task(f"domains-{k:04d}", top_domains, (DomainMerge(files, k, classes),), f"domain class {k}")
+                                           for k in range(classes)])
+    schema = {"domain": pl.String, "rows": pl.Int64, "with_evidence": pl.Int64, "wrong": pl.Int64, "impossible": pl.Int64}
+    return pl.DataFrame([r for k in sorted(tops) for r in tops[k]["top"]], schema=schema, orient="row")
+
+
 def run_audit(dir: Path, out: Path, executor, fix: Path | None = None, progress: bool = True, overwrite: bool = False) -> dict:
     started = time.monotonic()
     folder = CuratedFolder(Path(dir).resolve())
@@ -217,8 +250,10 @@ def run_audit(dir: Path, out: Path, executor, fix: Path | None = None, progress:
                   outputs=(job.path("parts", f"{i:06d}", f"{TABLES[-1]}.parquet"),))
              for i, (y, p) in enumerate(parts)]
     stats = job.stage(executor, "audit", tasks)
+    # the bounded tables (signals x months, bins, crawls x buckets) meet in the driver; domains in tasks
     tables = {name: pl.concat([pl.read_parquet(job.path("parts", f"{i:06d}", f"{name}.parquet")) for i in range(len(parts))])
-              for name in TABLES}
+              for name in TABLES if name != "domains"}
+    tables["domains"] = _merged_domains(job, executor, len(parts), [stats[t.key] for t in tasks])
     result = _findings(doc, bench, [stats[t.key] for t in tasks], tables)
     result["inputs"] = {"dir": str(folder.root), "manifest_files": len(parts), "benchmark": bench.name}
     official = official_agreement(doc)
