@@ -21,7 +21,7 @@ class ProcessExecutor:
 
 def refuse_row_readers(monkeypatch) -> None:
     """Polars' and pyarrow's readers of Parquet and Arrow IPC rows raise in this process (footers,
-    read by `pyarrow.parquet.read_metadata`, and JSON stay allowed)."""
+    read by `pyarrow.parquet.read_metadata` or a `ParquetFile`'s metadata, and JSON stay allowed)."""
     import numpy as np
     import polars as pl
     import pyarrow.ipc as ipc
@@ -30,7 +30,8 @@ def refuse_row_readers(monkeypatch) -> None:
     def refuse(*a, **k):
         raise AssertionError("the driver read rows")
 
-    for mod, names in [(pl, ["read_parquet", "scan_parquet", "read_ipc", "scan_ipc"]), (pq, ["read_table", "ParquetFile"]),
+    for mod, names in [(pl, ["read_parquet", "scan_parquet", "read_ipc", "scan_ipc"]), (pq, ["read_table"]),
+                       (pq.ParquetFile, ["read", "read_row_group", "read_row_groups", "iter_batches", "scan_contents"]),
                        (ipc, ["open_file", "open_stream"]), (np, ["load", "fromfile"])]:
         for name in names:
             monkeypatch.setattr(mod, name, refuse)
