@@ -268,7 +268,7 @@ def test_killed_download_resumes_and_skips_finished_shards(tmp_path, server):
     args = [tic, "download", str(out), "--executor", "inline", "--allow-private-hosts", "--samples-per-shard", "4",
             "--threads", "2", "--timeout", "1", "--image-size", "64", "-q"]  # fmt: skip
     proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    markers = lambda: list((state_dir(out, "download") / "completions").glob("*.json"))  # noqa: E731
+    markers = lambda: list((state_dir(out, "download") / "completions").glob("shard-*.json"))  # noqa: E731
     deadline = time.monotonic() + 120
     while len(markers()) < 4 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -10,11 +10,13 @@ skips finished shards, and shards spread over a Ray cluster with their statuses 
 
 Layout: DIR/shards/<bucket>/NNNNNNNN.tar with img2dataset's NNNNNNNN.parquet and NNNNNNNN_stats.json
 beside it (`ticdata.download_stats`), and sizes.json. One `tic download` is one round, run as
-a job (`ticdata.job`) whose state DIR/.tic/download/ holds the round's plan (plan.parquet: row ->
-bucket, shard), completion markers and per-shard status tables: it finishes an interrupted round
-(with the parameters it was started with), or else fetches every row that has no status yet or is
-not a success (failures and refusals alike: a refusal may depend on flags the user has since
-changed). The round's statuses are merged into the manifest, then the state is removed.
+a job (`ticdata.job`) whose state DIR/.tic/download/ holds the round's plan (plan/: each manifest
+file's pending rows; shards.parquet: the shards as slices of them, `ticdata.download_plan`),
+completion markers and per-shard status tables: it finishes an interrupted round (with the
+parameters it was started with), or else fetches every row that has no status yet or is not a
+success (failures and refusals alike: a refusal may depend on flags the user has since changed).
+The round's statuses are merged into the manifest file by file, then the state is removed. The
+driver holds file names, counts and the shard table, never a row.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from ticdata.benchmarks import benchmark_from_manifest, bucket_names
 from ticdata.errors import UserError
 from ticdata.executor import Task
 from ticdata.download_dates import TS, upgrade_date_columns
-from ticdata.download_stats import DownloadSummary, error_histogram, format_summary, manifest_status, round_figures, shard_stats, shard_table
+from ticdata.download_stats import DownloadSummary, format_summary, manifest_status, round_figures, shard_stats, shard_table
 from ticdata.fetch import FetchPolicy
 from ticdata.job import Job, unfinished_plan
 from ticdata.layout import SHARD_DIGITS, CuratedFolder, shard_name
 from ticdata.documents import load_sizes
-from ticdata.manifest import load_manifest_json, scan_manifest, update_manifest
-from ticdata.storage import atomic_dir, publish, write_json_atomic, write_parquet_atomic
+from ticdata.download_plan import MergeSpec, PlanSpec, add_up, merge_file, number_shards, plan_file, plan_path, shard_rows
+from ticdata.manifest import checked_manifest_files, load_manifest_json
+from ticdata.storage import atomic_dir, publish, rmtree, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which would call PyPI
@@ -98,6 +101,7 @@ class ShardSpec:
     round_dir: str  # the job's state folder
     shards_dir: str  # DIR/shards/<bucket>
     params: dict
+    slices: tuple[tuple[int, int, int], ...] = ()  # (plan file, first row, rows): `download_plan.shard_rows`
 
 
 def status_path(round_dir: str | Path, bucket: str, shard: int) -> Path:
@@ -170,12 +174,7 @@ def download_shard(spec: ShardSpec) -> dict:
     p = spec.params
     _install_fetch(p)
     round_dir = Path(spec.round_dir)
-    rows = (
-        pl.scan_parquet(round_dir / "plan.parquet")
-        .filter((pl.col("bucket") == spec.bucket) & (pl.col("shard") == spec.shard))
-        .select("url", pl.col("text").alias("caption"), "uid", "ts", "year")
-        .collect()
-    )
+    rows = shard_rows(round_dir, spec.slices)
     started = time.perf_counter()
     name = shard_name(spec.shard)
     stem = f"{spec.shard:0{SHARD_DIGITS}d}"
@@ -220,27 +219,23 @@ def download_shard(spec: ShardSpec) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Rounds: plan, run, merge.
+# Rounds: plan, run, merge (tasks per manifest file: `ticdata.download_plan`).
 
 
-def _bucket_rows(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> pl.DataFrame:
-    """(bucket, uid, url, text, ts, year, status) for every manifest row inside a bucket."""
+def _files(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> tuple[list[tuple[int, Path, str | None]], list[str], list[str]]:
+    """(year, file, bucket or None) of every manifest file, the benchmark's buckets, and the ones fetched."""
     where = CuratedFolder(dir).manifest_json
     known = bucket_names(doc, where)
     names = list(wanted) if wanted else known
     for name in names:
         if name not in known:
             raise UserError(f"--buckets: {name!r} is not a bucket of {dir} ({', '.join(known)})")
-    bench = benchmark_from_manifest(doc, where)
-    lf = scan_manifest(dir)
-    cols = lf.collect_schema().names()
-    status = pl.col("status") if "status" in cols else pl.lit(None, dtype=pl.String)
-    bucket = bench.bucket_expr()
-    return (
-        lf.select(bucket.alias("bucket"), "uid", "url", "text", "ts", "year", status.alias("status"))
-        .filter(pl.col("bucket").is_in(names))
-        .collect()
-    )
+    year_bucket = {y: s.name for s in benchmark_from_manifest(doc, where).steps for y in s.years}
+    files = []
+    for part in checked_manifest_files(dir):
+        year = int(part.parent.name.split("=", 1)[1])
+        files.append((year, part, year_bucket.get(year)))
+    return files, known, names
 
 
 def _existing_max_shard(folder: CuratedFolder, bucket: str) -> int:
@@ -250,55 +245,58 @@ def _existing_max_shard(folder: CuratedFolder, bucket: str) -> int:
     return max((int(s) for s in stems if s.isdigit()), default=-1)
 
 
-def _pending_plan(config: DownloadConfig, doc: dict) -> pl.DataFrame:
-    """The next round's rows (not yet a success) with their bucket and shard number."""
-    folder = CuratedFolder(config.dir)
-    rows = _bucket_rows(config.dir, doc, config.buckets)
-    pending = rows.filter(pl.col("status").is_null() | (pl.col("status") != "success")).sort(["bucket", "uid"])
-    parts = []
-    for (name,), group in pending.group_by(["bucket"], maintain_order=True):
-        first = _existing_max_shard(folder, name) + 1
-        parts.append(group.with_columns(shard=(pl.int_range(pl.len()) // config.samples_per_shard + first).cast(pl.Int64)))
-    return pl.concat(parts).drop("status") if parts else pending.drop("status").with_columns(shard=pl.lit(0, pl.Int64))
-
-
-def _round_job(config: DownloadConfig, doc: dict) -> tuple[Job, pl.DataFrame | None] | None:
-    """The job of an unfinished round (resumed with the parameters it started with), or of a new
-    round over the pending rows; None when every row of the buckets is a success."""
+def _round_job(config: DownloadConfig, doc: dict) -> Job:
+    """The job of an unfinished round (resumed with the parameters it started with), or of a new one."""
     fingerprint = unfinished_plan(config.dir, "download")
-    plan = None
     if fingerprint is None:
-        plan = _pending_plan(config, doc)
-        if plan.height == 0:
-            return None
+        _, _, names = _files(config.dir, doc, config.buckets)
         rounds = int(doc.get("download", {}).get("rounds", 0))
-        fingerprint = {"round": rounds + 1, "rows": plan.height, "params": config.downloader_params(),
-                       "buckets": sorted(plan["bucket"].unique().to_list())}
-    job = Job(config.dir, "download", fingerprint, progress=config.progress, repeatable=True).open()
-    return job, plan
+        fingerprint = {"round": rounds + 1, "params": config.downloader_params(), "buckets": sorted(names)}
+    return Job(config.dir, "download", fingerprint, progress=config.progress, repeatable=True).open()
 
 
-def _merge(config: DownloadConfig, job: Job, doc: dict) -> DownloadSummary:
-    """Fold the round's statuses into the manifest, write sizes.json, return the summary (statuses
-    and failure reasons of every row in the buckets, whichever round fetched it)."""
+def _shard_table(config: DownloadConfig, job: Job, files: list, names: list[str], executor) -> pl.DataFrame:
+    """Stage plan (a task per manifest file of a fetched bucket), then the shards numbered once and saved."""
+    saved = job.path("shards.parquet")
+    tasks = [Task(f"plan-{i:06d}", plan_file, (PlanSpec(str(part), i, year, bucket, str(job.state)),), str(part),
+                  outputs=(plan_path(job.state, i),))
+             for i, (year, part, bucket) in enumerate(files) if bucket in names]
+    stats = job.stage(executor, "plan", tasks)
+    if saved.exists():
+        return pl.read_parquet(saved)
+    counts = [(s["bucket"], s["part"], s["rows"]) for s in (stats[t.key] for t in tasks)]
     folder = CuratedFolder(config.dir)
-    files = sorted(job.path("status").glob("*/*.parquet"))
-    status = pl.concat([pl.read_parquet(f) for f in files]).sort("uid") if files else pl.DataFrame(schema={"uid": pl.String, **STATUS_COLUMNS})
-    update_manifest(config.dir, status, STATUS_COLUMNS)
-    _mark_skipped(config.dir, doc, config.buckets)
-    rows = _bucket_rows(config.dir, doc, None)
-    full = scan_manifest(config.dir).select("uid", *STATUS_COLUMNS).collect()
-    rows = rows.drop("status").join(full, on="uid", how="left")
+    first = {b: _existing_max_shard(folder, b) + 1 for b in names}
+    table = number_shards(counts, first, config.samples_per_shard)
+    write_parquet_atomic(saved, table)
+    return table
+
+
+def _merge(config: DownloadConfig, job: Job, files: list, known: list[str], names: list[str], shards: pl.DataFrame,
+           executor) -> DownloadSummary:
+    """Stage merge: statuses into every manifest file; sizes.json and the summary (statuses and
+    failure reasons of every row in the buckets, whichever round fetched it) from the tasks' figures."""
+    holding: dict[int, list[str]] = {}
+    for b, shard, part in shards.select("bucket", "shard", "part").unique().sort("part", "shard").iter_rows():
+        holding.setdefault(part, []).append(str(status_path(job.state, b, shard)))
+    reason = "not in the buckets of this download" if config.buckets else "outside every bucket of the benchmark"
+    tasks = [Task(f"merge-{i:06d}", merge_file, (MergeSpec(str(part), bucket, tuple(holding.get(i, ())),
+                                                           None if bucket in names else reason), STATUS_COLUMNS), str(part))
+             for i, (_, part, bucket) in enumerate(files)]
+    stats = job.stage(executor, "merge", tasks)
+    doc = load_manifest_json(config.dir)
+    doc["columns"] = doc.get("columns", {}) | {c: str(t) for c, t in STATUS_COLUMNS.items()}
+    write_json_atomic(CuratedFolder(config.dir).manifest_json, doc)
+    per_bucket, errors = add_up([stats[t.key] for t in tasks], known)
+    folder = CuratedFolder(config.dir)
     summary = {}
-    for (name,), group in rows.group_by(["bucket"], maintain_order=True):
-        sizes = group.filter(pl.col("status") == "success").group_by("shard").len().sort("shard")
-        sizes_doc = {s.split("/", 1)[1]: int(n) for s, n in sizes.iter_rows()}
+    for name, b in per_bucket.items():
+        sizes_doc = {s.split("/", 1)[1]: n for s, n in sorted(b["successes"].items())}
         if sizes_doc or folder.shards.bucket(name).exists():
             write_json_atomic(folder.shards.sizes_json(name), sizes_doc)
-        counts = {str(k): int(v) for k, v in group.group_by(pl.col("status").fill_null("pending")).len().sort("status").iter_rows()}
-        summary[name] = {"rows": group.height, "statuses": counts, "shards": len(sizes_doc), "samples": sum(sizes_doc.values()),
-                         "errors": error_histogram(group)}
-    return DownloadSummary(summary, error_histogram(rows))
+        summary[name] = {"rows": b["rows"], "statuses": b["statuses"], "shards": len(sizes_doc), "samples": sum(sizes_doc.values()),
+                         "errors": b["errors"]}
+    return DownloadSummary(summary, errors)
 
 
 def download(config: DownloadConfig, executor) -> DownloadSummary:
@@ -309,42 +307,28 @@ def download(config: DownloadConfig, executor) -> DownloadSummary:
     folder = CuratedFolder(dir)
     doc = load_manifest_json(dir)
     upgraded = upgrade_date_columns(dir)  # an older folder's string dates, before any status is merged
-    opened = _round_job(config, doc)
-    if opened is None:
+    files, known, names = _files(dir, doc, config.buckets)
+    job = _round_job(config, doc)
+    info = job.fingerprint
+    shards = _shard_table(config, job, files, names, executor)
+    if shards.height == 0:
+        rmtree(job.state)  # no round: nothing recorded
         log.info("%s: every row in the buckets is downloaded; nothing to do", dir)
         return _stored_summary(dir, upgraded)
-    job, plan = opened
-    plan_file = job.path("plan.parquet")
-    if plan is not None or not plan_file.exists():  # a new round (or one killed before its plan was saved)
-        write_parquet_atomic(plan_file, plan if plan is not None else _pending_plan(config, doc))
-    info = job.fingerprint
-    shards = pl.read_parquet(plan_file, columns=["bucket", "shard"]).unique().sort(["bucket", "shard"])
-    tasks = [
-        Task(f"shard-{b}-{s:0{SHARD_DIGITS}d}", download_shard,
-             (ShardSpec(b, s, str(job.state), str(folder.shards.bucket(b)), info["params"]),), f"{b}/{shard_name(s)}",
-             outputs=(status_path(job.state, b, s),))
-        for b, s in shards.iter_rows()
-    ]  # fmt: skip
-    log.info("round %d: %d rows in %d shards", info["round"], info["rows"], len(tasks))
+    tasks = []
+    for (b, s), group in shards.group_by(["bucket", "shard"], maintain_order=True):
+        slices = tuple((int(p), int(a), int(n)) for p, a, n in group.select("part", "start", "rows").iter_rows())
+        tasks.append(Task(f"shard-{b}-{s:0{SHARD_DIGITS}d}", download_shard,
+                          (ShardSpec(b, s, str(job.state), str(folder.shards.bucket(b)), info["params"], slices),),
+                          f"{b}/{shard_name(s)}", outputs=(status_path(job.state, b, s),)))
+    log.info("round %d: %d rows in %d shards", info["round"], int(shards["rows"].sum()), len(tasks))
     stats = job.stage(executor, "download", tasks)
-    summary = _merge(config, job, doc)
+    summary = _merge(config, job, files, known, names, shards, executor)
     summary.last_round = round_figures(info["round"], list(stats.values()))
     summary.upgraded = upgraded
     _record(dir, summary, info)
     job.finish({"round": info["round"], "buckets": dict(summary), "last_round": summary.last_round})
     return summary
-
-
-def _mark_skipped(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> None:
-    """Rows this download does not fetch (outside the benchmark's buckets, or in buckets left out by
-    --buckets) get status `skipped`, so every manifest row has a status; a later download that
-    includes their bucket fetches them."""
-    inside = _bucket_rows(dir, doc, wanted).select("uid")
-    lf = scan_manifest(dir)
-    todo = lf.filter(pl.col("status").is_null()).select("uid").collect().join(inside, on="uid", how="anti")
-    if todo.height:
-        reason = "not in the buckets of this download" if wanted else "outside every bucket of the benchmark"
-        update_manifest(dir, todo.with_columns(status=pl.lit("skipped"), error_message=pl.lit(reason)), STATUS_COLUMNS)
 
 
 def _stored_summary(dir: Path, upgraded: dict) -> DownloadSummary:

@@ -1,0 +1,47 @@
+"""`tic download` at any pool size: the plan and the merge are tasks per manifest file, the driver
+reads no row, and the shards pack a bucket's files in order (a shard may span two files)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from driver_guard import ProcessExecutor, refuse_row_readers
+from test_download import config, make_pool, server  # noqa: F401  (the loopback image server fixture)
+from ticdata.curate import CurateConfig, curate
+from ticdata.download import download
+from ticdata.download_plan import number_shards
+from ticdata.executor import InlineExecutor
+from ticdata.manifest import scan_manifest
+
+
+def test_shards_are_numbered_across_files_in_order():
+    table = number_shards([("a", 0, 5), ("a", 1, 4), ("b", 2, 3)], {"a": 2, "b": 0}, 4)
+    assert table.rows() == [("a", 2, 0, 0, 4), ("a", 3, 0, 4, 1), ("a", 3, 1, 0, 3), ("a", 4, 1, 3, 1), ("b", 0, 2, 0, 3)]
+    assert number_shards([("a", 0, 0)], {"a": 0}, 4).height == 0
+
+
+def test_the_driver_reads_no_row(tmp_path, server, monkeypatch):  # noqa: F811
+    _, records = make_pool(tmp_path, server.url, normal_per_year=30)
+    out = tmp_path / "parts"  # the same pool curated into three files per year: a bucket spans files
+    curate(CurateConfig(inputs=(str(tmp_path / "pool.parquet"),), out=out, progress=False, partitions=3), InlineExecutor())
+    files = sorted((out / "manifest").rglob("*.parquet"))
+    assert len(files) >= 6
+    with monkeypatch.context() as m:
+        refuse_row_readers(m)
+        summary = download(config(out, samples_per_shard=8), ProcessExecutor())
+    man = scan_manifest(out).collect()
+    assert man["status"].null_count() == 0 and man.height == len(records)
+    ok = man.filter(pl.col("status") == "success")
+    for bucket, b in summary.items():
+        sizes = json.loads((out / "shards" / bucket / "sizes.json").read_text())
+        assert sum(sizes.values()) == b["samples"] == ok.filter(pl.col("shard").str.starts_with(f"{bucket}/")).height
+        tables = sorted((out / "shards" / bucket).glob("*.parquet"))
+        rows = [pl.read_parquet(t).height for t in tables]
+        assert rows[:-1] == [8] * (len(rows) - 1) and 0 < rows[-1] <= 8  # packed: only the last shard is short
+        assert sum(rows) == b["rows"]
+    assert {k: v for k, v in summary.items()} == json.loads((out / "manifest.json").read_text())["download"]["buckets"]
+    again = download(config(out, samples_per_shard=8), InlineExecutor())  # round 2: only the failures
+    assert json.loads((out / "manifest.json").read_text())["download"]["rounds"] == 2
+    assert sum(b["statuses"].get("success", 0) for b in again.values()) == ok.height

@@ -1,0 +1,135 @@
+"""A download round's plan and merge at any pool size: tasks per manifest file, counts in the driver.
+
+plan   one task per manifest file of a bucket this download fetches: its pending rows (no status
+       yet, or not a success) sorted by uid, written to the round's state (plan/NNNNNN.parquet).
+       The driver numbers the shards from the tasks' counts (`number_shards`): per bucket its files
+       in manifest order, each file's rows in uid order, a new shard every --samples-per-shard rows
+       (so a shard may hold the end of one file and the start of the next: img2dataset's packing,
+       without its short shard per input file), numbered after the bucket's highest shard in use.
+       The numbering is saved (shards.parquet) before any shard runs, so a resumed round finds the
+       same shards. A shard task reads its slices of one or more plan files.
+merge  one task per manifest file: the statuses of the shards that hold its rows set on them
+       (`manifest.update_file`; a file no shard holds still gets the status columns), then, outside
+       the fetched buckets, `skipped` on rows without a status. It returns the file's status
+       counts, failure reasons and successes per shard; the driver adds them up into the summary
+       and sizes.json.
+
+The driver holds file names, counts and one entry per shard; a task holds one manifest file (or
+one shard's rows). Before, the driver sorted every pending row of a bucket by uid: with one
+manifest file per bucket the shards are the same as then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ticdata.download_stats import error_histogram
+from ticdata.manifest import mark_table, update_file
+from ticdata.storage import write_parquet_atomic
+
+PLAN_SCHEMA = {"bucket": pl.String, "uid": pl.String, "url": pl.String, "text": pl.String, "year": pl.Int32}
+SHARDS_SCHEMA = {"bucket": pl.String, "shard": pl.Int64, "part": pl.Int64, "start": pl.Int64, "rows": pl.Int64}
+
+
+def plan_path(state: str | Path, part: int) -> Path:
+    return Path(state) / "plan" / f"{part:06d}.parquet"
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    part: str  # the manifest file
+    index: int  # its place in the manifest's file order
+    year: int
+    bucket: str
+    state: str
+
+
+def plan_file(spec: PlanSpec) -> dict:
+    """One manifest file's pending rows, by uid, as the shard tasks read them."""
+    schema = pl.read_parquet_schema(spec.part)
+    df = pl.read_parquet(spec.part, columns=["uid", "url", "text", "ts", *(["status"] if "status" in schema else [])])
+    status = pl.col("status") if "status" in df.columns else pl.lit(None, pl.String)
+    rows = (df.filter(status.is_null() | (status != "success"))
+            .select(pl.lit(spec.bucket).alias("bucket"), "uid", "url", "text", "ts", pl.lit(spec.year, pl.Int32).alias("year"))
+            .sort("uid"))
+    write_parquet_atomic(plan_path(spec.state, spec.index), rows)
+    return {"part": spec.index, "bucket": spec.bucket, "rows": rows.height}
+
+
+def number_shards(counts: list[tuple[str, int, int]], first: dict[str, int], size: int) -> pl.DataFrame:
+    """The shard table (bucket, shard, part, start, rows: one row per slice of a plan file) from the
+    plan files' (bucket, part, rows) in manifest order and each bucket's first free shard number."""
+    out: dict[str, list] = {k: [] for k in SHARDS_SCHEMA}
+    pos: dict[str, int] = {}
+    for bucket, part, n in counts:
+        start = 0
+        while start < n:
+            p = pos.get(bucket, 0)
+            take = min(n - start, size - p % size)
+            for k, v in zip(SHARDS_SCHEMA, (bucket, first[bucket] + p // size, part, start, take)):
+                out[k].append(v)
+            start += take
+            pos[bucket] = p + take
+    return pl.DataFrame(out, schema=SHARDS_SCHEMA)
+
+
+def shard_rows(state: str | Path, slices: tuple[tuple[int, int, int], ...]) -> pl.DataFrame:
+    """A shard's rows (url, caption, uid, ts, year) from its (part, start, rows) slices."""
+    parts = [pl.scan_parquet(plan_path(state, part)).slice(start, rows) for part, start, rows in slices]
+    return pl.concat(parts).select("url", pl.col("text").alias("caption"), "uid", "ts", "year").collect()
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    part: str
+    bucket: str | None  # None: outside every bucket of the benchmark
+    statuses: tuple[str, ...]  # the status tables of the shards holding this file's rows
+    skip_reason: str | None  # set: this file's rows are not fetched by this download
+
+
+def merge_file(spec: MergeSpec, columns: dict) -> dict:
+    """One manifest file's statuses set (or its unfetched rows marked skipped); its figures."""
+    path = Path(spec.part)
+    df = pl.read_parquet(path)
+    table = (pl.concat([pl.read_parquet(p) for p in spec.statuses], how="vertical_relaxed") if spec.statuses
+             else pl.DataFrame(schema={"uid": pl.String}))
+    df, _ = update_file(path, df, mark_table(table, columns), columns)
+    if spec.skip_reason is not None:
+        todo = df.filter(pl.col("status").is_null()).select("uid", status=pl.lit("skipped"), error_message=pl.lit(spec.skip_reason))
+        if todo.height:
+            df, _ = update_file(path, df, mark_table(todo, columns), columns)
+    if spec.bucket is None:
+        return {"bucket": None}
+    statuses = df.group_by(pl.col("status").fill_null("pending")).len().sort("status")
+    ok = df.filter(pl.col("status") == "success").group_by("shard").len()
+    return {"bucket": spec.bucket, "rows": df.height, "statuses": {str(s): int(n) for s, n in statuses.iter_rows()},
+            "errors": error_histogram(df), "successes": {str(s): int(n) for s, n in ok.iter_rows()}}
+
+
+def add_up(stats: list[dict], buckets: list[str]) -> tuple[dict, dict]:
+    """Per bucket (in benchmark order, buckets with rows only): rows, statuses, successes per shard
+    and failure reasons, from the merge tasks; and the failure reasons of every bucket."""
+    out: dict[str, dict] = {}
+    for s in stats:
+        if s.get("bucket") is None:
+            continue
+        b = out.setdefault(s["bucket"], {"rows": 0, "statuses": {}, "errors": {}, "successes": {}})
+        b["rows"] += s["rows"]
+        for key in ("statuses", "errors", "successes"):
+            for k, n in s[key].items():
+                b[key][k] = b[key].get(k, 0) + n
+    every: dict[str, int] = {}
+    for b in out.values():
+        b["statuses"] = dict(sorted(b["statuses"].items()))
+        for r, n in b["errors"].items():
+            every[r] = every.get(r, 0) + n
+        b["errors"] = _by_count(b["errors"])
+    return {b: out[b] for b in buckets if b in out and out[b]["rows"]}, _by_count(every)
+
+
+def _by_count(hist: dict[str, int]) -> dict[str, int]:
+    """Most frequent first, then by reason (error_histogram's order)."""
+    return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
