@@ -135,3 +135,27 @@ def test_rerun_is_done_and_another_plan_needs_overwrite(curated, tmp_path):
     assert main(["-q", "uids", "import", str(curated), *specs, "--out", str(out), "--executor", "inline", "--overwrite"]) == 0
     assert {p.name: p.read_bytes() for p in CuratedFolder(out).manifest_files()} == first
     assert np.load(tmp_path / "2017.npy").dtype == UID_DTYPE
+
+
+def test_dating_of_lists_reads_no_row_in_the_driver(curated, tmp_path, monkeypatch):
+    """`reshard --dating`: the import's join, then a count per manifest file; the figures equal a
+    one-process count (listed, found, dated outside the list's year) and a rerun returns them."""
+    from ticdata.official_dating import dating_of_lists
+
+    lists, specs = make_lists(curated, tmp_path, seed=4)
+    man = pl.read_parquet(CuratedFolder(curated).manifest_dir / "**" / "*.parquet", hive_partitioning=True)
+    year = dict(zip(man["uid"].to_list(), man["year"].to_list()))
+    ex = ProcessExecutor()
+    with monkeypatch.context() as m:
+        refuse_row_readers(m)
+        try:
+            got = dating_of_lists(curated, specs, tmp_path / "out", ex)
+        finally:
+            ex.pool.shutdown()
+    for name, us in lists.items():
+        found = [u for u in us if u in year]
+        elsewhere = sum(1 for u in found if name.isdigit() and year[u] != int(name)) if name.isdigit() else None
+        assert got[name]["listed"] == len(us) and got[name]["dated_by_tic"] == len(found)
+        if elsewhere is not None:
+            assert got[name]["dated_elsewhere"] == elsewhere
+    assert dating_of_lists(curated, specs, tmp_path / "out") == got  # done: the stored figures

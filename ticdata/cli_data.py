@@ -143,8 +143,8 @@ def cmd_reshard(args) -> int:
         from ticdata.official_dating import dating_of_lists, format_dating
         from ticdata.storage import write_json_atomic
 
-        with manifest_guard(args.dating):
-            dating = dating_of_lists(Path(args.dating), args.uids)
+        with manifest_guard(args.dating), executor(args) as ex:
+            dating = dating_of_lists(Path(args.dating), args.uids, Path(args.out), ex, progress=not args.quiet)
         write_json_atomic(Path(args.out) / "dating.json", {"curated": str(Path(args.dating).resolve()), "lists": dating})
         print()
         print(format_dating(dating, doc))

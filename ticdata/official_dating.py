@@ -15,10 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ticdata.benchmarks import Benchmark, benchmark_from_manifest
-from ticdata.layout import CuratedFolder
-from ticdata.manifest import checked_manifest_files, load_manifest_json
-from ticdata.uidlists import parse_uid_specs, read_uid_file
+from ticdata.benchmarks import Benchmark
 
 _YEARS = re.compile(r"(\d{4})(?:-(\d{4}))?")
 _MONTH = re.compile(r"(\d{4})-?(\d{2})")
@@ -67,24 +64,13 @@ def agreement(counts: Counter) -> dict[str, dict]:
     return out
 
 
-def dating_of_lists(curated: Path, specs: list[str]) -> dict[str, dict]:
+def dating_of_lists(curated: Path, specs: list[str], out: Path, executor=None, progress: bool = False) -> dict[str, dict]:
     """Per official list (BUCKET=FILE.npy specs): how many of its uids the curated folder dates, and
-    how many of those it dates outside the list's bucket (`tic reshard --uids ... --dating DIR`)."""
-    doc = load_manifest_json(curated)
-    bench = benchmark_from_manifest(doc, CuratedFolder(Path(curated)).manifest_json)
-    pairs = parse_uid_specs(specs)
-    table = pl.concat([pl.DataFrame({"uid": read_uid_file(p), "bucket": n}, schema={"uid": pl.String, "bucket": pl.String})
-                       for n, p in pairs])
-    counts: Counter = Counter()
-    for part in checked_manifest_files(curated):
-        df = pl.read_parquet(part, columns=[c for c in ("uid", "month", "bucket") if c in pl.read_parquet_schema(part)])
-        if "bucket" in df.columns:
-            df = df.rename({"bucket": "src_bucket"})
-        tally(df.join(table, on="uid", how="inner"), int(part.parent.name.split("=", 1)[1]), bench, counts)
-    agree = agreement(counts)
-    return {n: {"listed": int((table["bucket"] == n).sum()), "dated_by_tic": agree.get(n, {}).get("found", 0),
-                "dated_elsewhere": agree.get(n, {}).get("dated_elsewhere", 0), "tic_buckets": agree.get(n, {}).get("tic_buckets", {})}
-            for n, _ in pairs}
+    how many of those it dates outside the list's bucket (`tic reshard --uids ... --dating DIR`):
+    tasks by uid range and per manifest file (`ticdata.uidsplits.date_lists`), state in OUT."""
+    from ticdata.uidsplits import date_lists
+
+    return date_lists(curated, specs, out, executor, progress)
 
 
 def format_dating(dating: dict[str, dict], reshard_doc: dict | None = None) -> str:

@@ -102,21 +102,39 @@ def join_range(r: int, ranges: int, lists: list[tuple[str, str]], keys: list[str
     return {"path": str(target), "listed": listed.height, "matches": matches.height}
 
 
-def apply_part(part: str, index: int, ranges: list[str], names: list[str], target: str, doc: dict, where: str) -> dict:
-    """One manifest file restricted to its listed uids, each with its list's bucket (the file's own
-    rows, sorted by uid, as the one-process import wrote them)."""
-    path = Path(part)
+def _selected(path: Path, index: int, ranges: list[str], names: list[str], columns: list[str] | None = None) -> tuple[int, pl.DataFrame]:
+    """The file's rows and its listed rows (sorted by uid), each with its list's name as `bucket`
+    (the file's own `bucket`, from an earlier import, renamed `src_bucket`)."""
     batches = [read_partition(Path(m), index) for m in ranges]
     matched = pl.concat([pl.from_arrow(b) for b in batches if b is not None and b.num_rows] or
                         [pl.DataFrame(schema={"f0": pl.UInt64, "f1": pl.UInt64, "list": pl.UInt16})])
     table = matched.select("f0", "f1", bucket=pl.col("list").replace_strict(list(range(len(names))), names, return_dtype=pl.String))
-    df = pl.read_parquet(path)
-    rows_in = df.height
+    df = pl.read_parquet(path, columns=columns)
     if "bucket" in df.columns:  # a folder of uid lists imported again: its own buckets are tic's side
         df = df.rename({"bucket": "src_bucket"})
-    sel = df.with_columns(_keys(pl.col("uid"))).join(table, on=["f0", "f1"], how="inner").drop("f0", "f1").sort("uid")
+    return df.height, df.with_columns(_keys(pl.col("uid"))).join(table, on=["f0", "f1"], how="inner").drop("f0", "f1").sort("uid")
+
+
+def _dating(sel: pl.DataFrame, path: Path, doc: dict, where: str) -> list[list]:
     dating: Counter = Counter()
     tally(sel, int(path.parent.name.split("=", 1)[1]), benchmark_from_manifest(doc, Path(where)), dating)
+    return [[o, y, m, t, n] for (o, y, m, t), n in dating.items()]
+
+
+def tally_part(part: str, index: int, ranges: list[str], names: list[str], doc: dict, where: str) -> dict:
+    """How tic dates one manifest file's listed rows (`reshard --dating`): counts, no file written."""
+    path = Path(part)
+    want = [c for c in ("uid", "month", "bucket") if c in pl.read_parquet_schema(path)]
+    _, sel = _selected(path, index, ranges, names, want)
+    return {"dating": _dating(sel, path, doc, where)}
+
+
+def apply_part(part: str, index: int, ranges: list[str], names: list[str], target: str, doc: dict, where: str) -> dict:
+    """One manifest file restricted to its listed uids, each with its list's bucket (the file's own
+    rows, sorted by uid, as the one-process import wrote them)."""
+    path = Path(part)
+    rows_in, sel = _selected(path, index, ranges, names)
+    dating = _dating(sel, path, doc, where)
     sel = sel.drop("src_bucket", strict=False)
     reset = 0
     if "split" in sel.columns:  # the lists define a fresh folder: marks of an earlier `tic evalsets` go
@@ -131,4 +149,4 @@ def apply_part(part: str, index: int, ranges: list[str], names: list[str], targe
     counts = [[b, year, str(s), int(n)] for b, s, n in sel.group_by("bucket", split.alias("split")).len().iter_rows()]
     return {"rows_in": rows_in, "kept": sel.height, "reset": reset, "file": target if sel.height else None, "counts": counts,
             "per_bucket": dict(sel.group_by("bucket").len().iter_rows()),
-            "dating": [[o, y, m, t, n] for (o, y, m, t), n in dating.items()]}
+            "dating": dating}

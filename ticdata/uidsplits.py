@@ -57,20 +57,7 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
     if job.done:
         return load_manifest_json(dest.root)
     ex = executor or InlineExecutor(workers=1)
-    work = job.path("work")
-    work.mkdir(parents=True, exist_ok=True)
-    names = [n for n, _ in pairs]
-    lists = job.stage(ex, "lists", [Task(f"list-{i:04d}", T.check_list, (str(p), n, i, str(work)), str(p))
-                                    for i, (n, p) in enumerate(pairs)])
-    keys = job.stage(ex, "keys", [Task(f"keys-{j:06d}", T.write_keys, (str(p), j, str(work)), str(p))
-                                  for j, p in enumerate(parts)])
-    total = max(sum(v["uids"] for v in lists.values()), sum(v["keys"] for v in keys.values()))
-    ranges = max(1, math.ceil(total / T.RANGE_UIDS))
-    list_paths = [(n, lists[f"list-{i:04d}"]["path"]) for i, n in enumerate(names)]
-    key_paths = [keys[f"keys-{j:06d}"]["path"] for j in range(len(parts))]
-    joined = job.stage(ex, "join", [Task(f"join-{r:05d}", T.join_range, (r, ranges, list_paths, key_paths, str(work)), f"uid range {r}")
-                                    for r in range(ranges)])
-    match_files = [joined[f"join-{r:05d}"]["path"] for r in range(ranges)]
+    names, lists, match_files = _join(job, ex, parts, pairs)
     staging = job.path("manifest")
     doc_where = (source_doc, str(folder.manifest_json))
     applied = job.stage(ex, "apply", [
@@ -85,6 +72,57 @@ def import_uids(manifest_dir: Path, specs: list[str], out: Path, overwrite: bool
     write_json_atomic(dest.manifest_json, doc)
     job.finish()
     return doc
+
+
+def _join(job: Job, ex, parts: list[Path], pairs: list[tuple[str, Path]]) -> tuple[list[str], dict, list[str]]:
+    """Stages lists, keys and join: the list names, the lists' stats, and per uid range the file of
+    matches (batch p = manifest file p)."""
+    work = job.path("work")
+    work.mkdir(parents=True, exist_ok=True)
+    names = [n for n, _ in pairs]
+    lists = job.stage(ex, "lists", [Task(f"list-{i:04d}", T.check_list, (str(p), n, i, str(work)), str(p))
+                                    for i, (n, p) in enumerate(pairs)])
+    keys = job.stage(ex, "keys", [Task(f"keys-{j:06d}", T.write_keys, (str(p), j, str(work)), str(p))
+                                  for j, p in enumerate(parts)])
+    total = max(sum(v["uids"] for v in lists.values()), sum(v["keys"] for v in keys.values()))
+    ranges = max(1, math.ceil(total / T.RANGE_UIDS))
+    list_paths = [(n, lists[f"list-{i:04d}"]["path"]) for i, n in enumerate(names)]
+    key_paths = [keys[f"keys-{j:06d}"]["path"] for j in range(len(parts))]
+    joined = job.stage(ex, "join", [Task(f"join-{r:05d}", T.join_range, (r, ranges, list_paths, key_paths, str(work)), f"uid range {r}")
+                                    for r in range(ranges)])
+    return names, lists, [joined[f"join-{r:05d}"]["path"] for r in range(ranges)]
+
+
+def date_lists(curated: Path, specs: list[str], out: Path, executor=None, progress: bool = False) -> dict[str, dict]:
+    """Per official list: listed uids, how many the curated folder dates, and how many of those it
+    dates outside the list's bucket (`tic reshard --uids ... --dating DIR`): the import's join by uid
+    range, then a count per manifest file; the driver reads no row. A job in OUT (state
+    OUT/.tic/uids-dating), so a rerun with the same inputs returns the stored figures."""
+    from ticdata.executor import InlineExecutor
+
+    pairs = parse_uid_specs(specs)
+    folder = CuratedFolder(Path(curated).resolve())
+    doc = load_manifest_json(folder.root)
+    parts = checked_manifest_files(folder.root)
+    for _, p in pairs:
+        uid_memmap(Path(p))
+    job = Job(Path(out).resolve(), "uids-dating", _fingerprint(folder, pairs), progress=progress, repeatable=True).open()
+    if job.done and job.result is not None:
+        return job.result
+    ex = executor or InlineExecutor(workers=1)
+    names, lists, match_files = _join(job, ex, parts, pairs)
+    tallies = job.stage(ex, "tally", [Task(f"tally-{j:06d}", T.tally_part, (str(p), j, match_files, names, doc, str(folder.manifest_json)),
+                                           str(p)) for j, p in enumerate(parts)])
+    dating: Counter = Counter()
+    for t in tallies.values():
+        for o, y, m, tb, n in t["dating"]:
+            dating[(o, y, m, tb)] += n
+    agree = agreement(dating)
+    result = {n: {"listed": lists[f"list-{i:04d}"]["uids"], "dated_by_tic": agree.get(n, {}).get("found", 0),
+                  "dated_elsewhere": agree.get(n, {}).get("dated_elsewhere", 0), "tic_buckets": agree.get(n, {}).get("tic_buckets", {})}
+              for i, n in enumerate(names)}
+    job.finish(result)
+    return result
 
 
 def _import_doc(folder: CuratedFolder, source_doc: dict, pairs, lists: dict, results: list[dict], dest: CuratedFolder) -> dict:
