@@ -188,6 +188,11 @@ def test_a_killed_fix_resumes_to_the_bytes_of_an_uninterrupted_run(planted, tmp_
     a = json.loads((tmp_path / "fix" / "manifest.json").read_text())
     b = json.loads((tmp_path / "clean-fix" / "manifest.json").read_text())
     assert a["buckets"] == b["buckets"] and a["audit_fix"]["rows_moved"] == b["audit_fix"]["rows_moved"]
+    # the bucket table comes from the tasks' counts: equal to a count of the corrected files on disk
+    from ticdata.benchmarks import benchmark_from_manifest
+    from ticdata.manifest import count_buckets
+
+    assert count_buckets(tmp_path / "fix", benchmark_from_manifest(a, tmp_path / "fix" / "manifest.json")) == (a["buckets"], a["outside_buckets"])
     # the same inputs again: nothing to do; another --fix folder into the same OUT: refused
     assert run_audit(cur, tmp_path / "a", InlineExecutor(), fix=tmp_path / "fix", progress=False)["rows"] == r["rows"]
     with pytest.raises(UserError, match="--overwrite"):

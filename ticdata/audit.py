@@ -41,7 +41,7 @@ from ticdata import __version__
 from ticdata.executor import Task
 from ticdata.job import Job
 from ticdata.layout import CuratedFolder, check_apart
-from ticdata.manifest import checked_manifest_files, count_buckets, load_manifest_json
+from ticdata.manifest import bucket_table, checked_manifest_files, list_bucket_table, load_manifest_json
 from ticdata.snapshots import SnapshotTable
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 
@@ -137,6 +137,7 @@ def audit_part(spec: PartSpec) -> dict:
              "url_dated_day": int((df["sig_url"].is_not_null() & df["_url_has_day"].fill_null(False)).sum())}
     if spec.fix_out:
         stats["fixed"] = int(fixed["ts_fix_source"].is_not_null().sum())
+        stats["fix_counts"] = _fix_counts(fixed, cols, bench)
     return stats
 
 
@@ -153,6 +154,17 @@ def _write_fixed(df: pl.DataFrame, cols: list[str], root: Path, index: int) -> N
     keep = list(dict.fromkeys(c for c in keep if c in df.columns))
     for (year,), part in df.group_by("year", maintain_order=True):  # rows keep the manifest's order: same bytes every run
         write_parquet_atomic(CuratedFolder(root).year_dir(year) / f"audit-{index:06d}.parquet", part.select(keep), compression="zstd")
+
+
+def _fix_counts(fixed: pl.DataFrame, cols: list[str], bench: Benchmark) -> list[list]:
+    """The corrected rows as `count_buckets` counts them on disk, so the driver need not read them:
+    (year, month, split, n), or for a folder of uid lists (bucket, year, split, n)."""
+    split = (pl.col("split") if "split" in cols else pl.lit("train")).alias("split")
+    if bench.granularity == "list":
+        counts = fixed.group_by("bucket", "year", split).len()
+        return [[b, int(y), str(sp), int(n)] for b, y, sp, n in counts.iter_rows()]
+    counts = fixed.group_by("year", pl.col("month").fill_null(1), split).len()
+    return [[int(y), int(m), str(sp), int(n)] for y, m, sp, n in counts.iter_rows()]
 
 
 def _parts(folder: CuratedFolder) -> list[tuple[int, Path]]:
@@ -260,7 +272,7 @@ def run_audit(dir: Path, out: Path, executor, fix: Path | None = None, progress:
     if official:
         result["official"] = official
     if fixed is not None:
-        result["fix"] = _finish_fix(folder.root, fixed.root, doc, bench, sum(stats[t.key].get("fixed", 0) for t in tasks))
+        result["fix"] = _finish_fix(folder.root, fixed.root, doc, bench, [stats[t.key] for t in tasks])
     result["seconds"] = round(time.monotonic() - started, 1)
     write_json_atomic(job.out / AUDIT_JSON, result)
     job.finish()
@@ -318,8 +330,10 @@ def _findings(doc: dict, bench: Benchmark, stats: list[dict], t: dict[str, pl.Da
     }
 
 
-def _finish_fix(dir: Path, fix: Path, doc: dict, bench: Benchmark, fixed: int) -> dict:
-    buckets, outside = count_buckets(fix, bench)
+def _finish_fix(dir: Path, fix: Path, doc: dict, bench: Benchmark, stats: list[dict]) -> dict:
+    counts = [tuple(c) for s in stats for c in s["fix_counts"]]
+    buckets, outside = (list_bucket_table if bench.granularity == "list" else bucket_table)(counts, bench)
+    fixed = sum(s["fixed"] for s in stats)
     new = dict(doc)
     new["buckets"], new["outside_buckets"] = buckets, outside
     info = {"rows_moved": fixed, "from": str(dir.resolve()),
