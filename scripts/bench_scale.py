@@ -111,7 +111,8 @@ def bench_export(cur: Path, root: Path, repeats: int) -> dict:
 def bench_import(cur: Path, root: Path, repeats: int) -> dict:
     """Every bucket's uid file (from `tic uids export`) imported back: every curated row is listed."""
     lists = root / "lists"
-    if not lists.exists():
+    if not any(lists.glob("*.npy")):  # a run killed before its lists were written leaves an empty folder
+        shutil.rmtree(lists, ignore_errors=True)
         subprocess.run([str(BIN / "tic"), "-q", "uids", "export", str(cur), "--out", str(lists)], check=True)
     specs = [f"{p.stem}={p}" for p in sorted(lists.glob("*.npy"))]
     script = root / "polars_import.py"
