@@ -10,10 +10,11 @@ import polars as pl
 from driver_guard import ProcessExecutor, refuse_row_readers
 from test_download import config, make_pool, server  # noqa: F401  (the loopback image server fixture)
 from ticdata.curate import CurateConfig, curate
-from ticdata.download import download
+from ticdata.download import download, format_summary
 from ticdata.download_plan import number_shards
 from ticdata.executor import InlineExecutor
 from ticdata.manifest import scan_manifest
+from ticdata.survival import ATTEMPTED
 
 
 def test_shards_are_numbered_across_files_in_order():
@@ -42,6 +43,14 @@ def test_the_driver_reads_no_row(tmp_path, server, monkeypatch):  # noqa: F811
         assert rows[:-1] == [8] * (len(rows) - 1) and 0 < rows[-1] <= 8  # packed: only the last shard is short
         assert sum(rows) == b["rows"]
     assert {k: v for k, v in summary.items()} == json.loads((out / "manifest.json").read_text())["download"]["buckets"]
+    # survival per bucket and year equals a count of the manifest's statuses (skipped rows are not attempted)
+    surv = json.loads((out / "manifest.json").read_text())["download"]["survival"]
+    for bucket, got in surv["buckets"].items():
+        rows = man.filter((pl.col("year") == int(bucket)) & pl.col("status").is_in(list(ATTEMPTED)))
+        assert (got["attempted"], got["survived"]) == (rows.height, rows.filter(pl.col("status") == "success").height)
+        assert 0 < got["survival"] < 1 and got["low"] < got["survival"] < got["high"]
+    assert set(surv["buckets"]) == {"2017", "2019"} and surv["min"] == min(b["survival"] for b in surv["buckets"].values())
+    assert "survival (successes / attempted rows" in format_summary(summary)
     again = download(config(out, samples_per_shard=8), InlineExecutor())  # round 2: only the failures
     assert json.loads((out / "manifest.json").read_text())["download"]["rounds"] == 2
     assert sum(b["statuses"].get("success", 0) for b in again.values()) == ok.height

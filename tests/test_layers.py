@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "ticdata.tic_pickles": 2,
     "ticdata.htmlreport": 2,
     "ticdata.progress": 2,
+    "ticdata.survival": 2,
     # 3 pure steps over rows
     "ticdata.sources": 3,
     "ticdata.recover": 3,

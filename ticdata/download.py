@@ -44,6 +44,7 @@ from ticdata.documents import load_sizes
 from ticdata.download_plan import MergeSpec, PlanSpec, add_up, merge_file, number_shards, plan_file, plan_path, shard_rows
 from ticdata.manifest import checked_manifest_files, load_manifest_json
 from ticdata.storage import atomic_dir, publish, rmtree, write_json_atomic, write_parquet_atomic
+from ticdata.survival import survival
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which would call PyPI
@@ -296,7 +297,7 @@ def _merge(config: DownloadConfig, job: Job, files: list, known: list[str], name
             write_json_atomic(folder.shards.sizes_json(name), sizes_doc)
         summary[name] = {"rows": b["rows"], "statuses": b["statuses"], "shards": len(sizes_doc), "samples": sum(sizes_doc.values()),
                          "errors": b["errors"]}
-    return DownloadSummary(summary, errors)
+    return DownloadSummary(summary, errors, survival=survival({b: v["survival"] for b, v in per_bucket.items()}))
 
 
 def download(config: DownloadConfig, executor) -> DownloadSummary:
@@ -337,7 +338,7 @@ def _stored_summary(dir: Path, upgraded: dict) -> DownloadSummary:
     d = doc.get("download", {})
     as_dict = lambda v: v if isinstance(v, dict) else None  # noqa: E731 - figures only printed; a hand-edited value is left out
     errors = {str(k): v for k, v in (as_dict(d.get("errors")) or {}).items() if isinstance(v, int)}
-    summary = DownloadSummary(d.get("buckets", {}), errors, as_dict(d.get("last_round")), upgraded)
+    summary = DownloadSummary(d.get("buckets", {}), errors, as_dict(d.get("last_round")), upgraded, as_dict(d.get("survival")))
     if upgraded and "download" in doc:
         doc["download"]["upgraded_dates"] = upgraded
         write_json_atomic(CuratedFolder(dir).manifest_json, doc)

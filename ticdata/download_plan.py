@@ -29,6 +29,7 @@ import polars as pl
 from ticdata.download_stats import error_histogram
 from ticdata.manifest import mark_table, update_file
 from ticdata.storage import write_parquet_atomic
+from ticdata.survival import file_counts
 
 PLAN_SCHEMA = {"bucket": pl.String, "uid": pl.String, "url": pl.String, "text": pl.String, "year": pl.Int32}
 SHARDS_SCHEMA = {"bucket": pl.String, "shard": pl.Int64, "part": pl.Int64, "start": pl.Int64, "rows": pl.Int64}
@@ -106,18 +107,20 @@ def merge_file(spec: MergeSpec, columns: dict) -> dict:
     statuses = df.group_by(pl.col("status").fill_null("pending")).len().sort("status")
     ok = df.filter(pl.col("status") == "success").group_by("shard").len()
     return {"bucket": spec.bucket, "rows": df.height, "statuses": {str(s): int(n) for s, n in statuses.iter_rows()},
-            "errors": error_histogram(df), "successes": {str(s): int(n) for s, n in ok.iter_rows()}}
+            "errors": error_histogram(df), "successes": {str(s): int(n) for s, n in ok.iter_rows()},
+            "survival": file_counts(df, int(path.parent.name.split("=", 1)[1]))}
 
 
 def add_up(stats: list[dict], buckets: list[str]) -> tuple[dict, dict]:
-    """Per bucket (in benchmark order, buckets with rows only): rows, statuses, successes per shard
-    and failure reasons, from the merge tasks; and the failure reasons of every bucket."""
+    """Per bucket (in benchmark order, buckets with rows only): rows, statuses, successes per shard,
+    failure reasons and survival counts, from the merge tasks; and the failure reasons of every bucket."""
     out: dict[str, dict] = {}
     for s in stats:
         if s.get("bucket") is None:
             continue
-        b = out.setdefault(s["bucket"], {"rows": 0, "statuses": {}, "errors": {}, "successes": {}})
+        b = out.setdefault(s["bucket"], {"rows": 0, "statuses": {}, "errors": {}, "successes": {}, "survival": []})
         b["rows"] += s["rows"]
+        b["survival"] += s.get("survival", [])
         for key in ("statuses", "errors", "successes"):
             for k, n in s[key].items():
                 b[key][k] = b[key].get(k, 0) + n

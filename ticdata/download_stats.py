@@ -25,6 +25,7 @@ import polars as pl
 
 from ticdata.download_dates import DATE_COLUMNS, PARSERS, TS, unparsed_counts
 from ticdata.fetch import REFUSED
+from ticdata.survival import format_survival
 
 TOP_ERRORS = 10
 FAILED = ("failed_to_download", "failed_to_resize", "refused")
@@ -159,17 +160,19 @@ class DownloadSummary(dict):
     download's figures as attributes: `errors` (failure reason -> rows, every bucket), `last_round`
     (round_figures of the round that ran last) and `upgraded` (dates parsed from an older folder)."""
 
-    def __init__(self, buckets: dict, errors: dict | None = None, last_round: dict | None = None, upgraded: dict | None = None):
+    def __init__(self, buckets: dict, errors: dict | None = None, last_round: dict | None = None, upgraded: dict | None = None,
+                 survival: dict | None = None):
         super().__init__(buckets)
         self.errors = errors or {}
         self.last_round = last_round or {}
         self.upgraded = upgraded or {}
+        self.survival = survival or {}  # `ticdata.survival.survival`: link rot per bucket, year and month
 
     def document(self) -> dict:
         """The manifest.json `download` keys beside rounds and parameters."""
         top = sorted(self.errors.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ERRORS]
         return {"buckets": dict(self), "errors": dict(self.errors), "top_errors": [[r, n] for r, n in top],
-                "last_round": self.last_round}
+                "last_round": self.last_round, "survival": self.survival}
 
 
 def _dates_line(unparsed: dict) -> str:
@@ -195,6 +198,10 @@ def format_summary(summary: dict) -> str:
             lines.append(f"dates not parsed (stored as null): {_dates_line(last['unparsed_dates'])}")
     if getattr(summary, "upgraded", None):
         lines.append(f"older string dates parsed; not parsed (now null): {_dates_line(summary.upgraded)}")
+    surv = getattr(summary, "survival", None)
+    if isinstance(surv, dict) and surv.get("buckets"):
+        lines.append("survival (successes / attempted rows, 95% Wilson interval), by bucket and first-seen year:")
+        lines += ["  " + line for line in format_survival(surv).splitlines()]
     errors = getattr(summary, "errors", None)
     if errors:
         top = sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))
