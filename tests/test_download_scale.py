@@ -54,3 +54,12 @@ def test_the_driver_reads_no_row(tmp_path, server, monkeypatch):  # noqa: F811
     again = download(config(out, samples_per_shard=8), InlineExecutor())  # round 2: only the failures
     assert json.loads((out / "manifest.json").read_text())["download"]["rounds"] == 2
     assert sum(b["statuses"].get("success", 0) for b in again.values()) == ok.height
+    # tic audit's survival section counts the same statuses, and --fail-if reads it
+    from ticdata.audit import check_fail_if, run_audit
+    from ticdata.audit_report import write_report
+
+    audited = run_audit(out, tmp_path / "audit", InlineExecutor(), progress=False)
+    assert audited["survival"] == json.loads((out / "manifest.json").read_text())["download"]["survival"]
+    assert check_fail_if(audited, ["survival.min<0.99"]) and not check_fail_if(audited, ["survival.min<0.01"])
+    write_report(audited, tmp_path / "audit")
+    assert "## Survival (link rot)" in (tmp_path / "audit" / "audit.md").read_text()

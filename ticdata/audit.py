@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -44,24 +43,14 @@ from ticdata.layout import CuratedFolder, check_apart
 from ticdata.manifest import bucket_table, checked_manifest_files, list_bucket_table, load_manifest_json
 from ticdata.snapshots import SnapshotTable
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
+from ticdata.survival import file_counts, survival, wilson  # noqa: F401  (wilson: also audit's API)
 
 log = logging.getLogger(__name__)
 AUDIT_JSON = "audit.json"
 LAG_BREAKS = [-3650, -365, -30, 0, 1, 7, 30, 90, 182, 365, 730, 1095, 1826, 3650]  # days; bins are [a, b)
 LAG_LABELS = ([f"< {LAG_BREAKS[0]}"] + [f"[{a}, {b})" for a, b in zip(LAG_BREAKS[:-1], LAG_BREAKS[1:])]
               + [f">= {LAG_BREAKS[-1]}"])
-Z95 = 1.959963984540054
 TABLES = ("ym", "agree", "lag", "domains", "crawls", "bucket_moves")  # partial tables per task, in write order
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
-    if n == 0:
-        return None, None
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
 
 
 def bucket_expr(bench: Benchmark, when: pl.Expr) -> pl.Expr:
@@ -135,6 +124,8 @@ def audit_part(spec: PartSpec) -> dict:
     stats = {"rows": df.height, "domains": tables["domains"].height, "with_evidence": int(df["_has_ev"].sum()), "wrong": int(df["_wrong"].sum()),
              "impossible": int(df["_impossible"].sum()), "url_dated": int(df["sig_url"].is_not_null().sum()),
              "url_dated_day": int((df["sig_url"].is_not_null() & df["_url_has_day"].fill_null(False)).sum())}
+    if "status" in df.columns:  # downloaded: link rot per bucket (`ticdata.survival`)
+        stats["survival"] = {b: file_counts(g, spec.year) for (b,), g in df.group_by("_rec_bucket") if b is not None}
     if spec.fix_out:
         stats["fixed"] = int(fixed["ts_fix_source"].is_not_null().sum())
         stats["fix_counts"] = _fix_counts(fixed, cols, bench)
@@ -268,6 +259,12 @@ def run_audit(dir: Path, out: Path, executor, fix: Path | None = None, progress:
     tables["domains"] = _merged_domains(job, executor, len(parts), [stats[t.key] for t in tasks])
     result = _findings(doc, bench, [stats[t.key] for t in tasks], tables)
     result["inputs"] = {"dir": str(folder.root), "manifest_files": len(parts), "benchmark": bench.name}
+    counts: dict[str, list] = {}
+    for s in (stats[t.key] for t in tasks):
+        for b, c in s.get("survival", {}).items():
+            counts.setdefault(b, []).extend(c)
+    if counts:
+        result["survival"] = survival({b.name: counts[b.name] for b in bench.steps if b.name in counts})
     official = official_agreement(doc)
     if official:
         result["official"] = official

@@ -134,10 +134,28 @@ def write_report(result: dict, out: Path) -> Path:
     if "fix" in result:
         f = result["fix"]
         md += ["", "## Corrected manifest", "", f"`{f['out']}`: {f['rows_moved']:,} rows moved. Rule: {f['rule']}."]
+    md += _survival_section(result.get("survival") or {})
     md += _official_section(result.get("official") or {})
     write_text_atomic(out / "audit.md", "\n".join(md) + "\n")
     write_text_atomic(out / "audit.html", markdown_to_html(md, "tic audit"))
     return out / "audit.md"
+
+
+def _survival_section(surv: dict) -> list[str]:
+    """Link rot: what the download got of each bucket, by first-seen year."""
+    if not surv.get("buckets"):
+        return []
+    rows = []
+    for name, b in surv["buckets"].items():
+        for label, r in [(name, b)] + [(f"{name}: {y}", v) for y, v in b["years"].items() if len(b["years"]) > 1]:
+            rate = "-" if r["survival"] is None else f"{r['survival']:.1%} [{r['low']:.1%}, {r['high']:.1%}]"
+            rows.append([label, f"{r['attempted']:,}", f"{r['survived']:,}", rate,
+                         ", ".join(f"{s} {n:,}" for s, n in b.get("lost", {}).items()) if label == name else ""])
+    return ["", "## Survival (link rot)", "",
+            "Successes over attempted rows of each bucket (and first-seen year), with the 95% Wilson interval: "
+            "the web loses old images more often than new ones, so a regenerated bucket is smaller than the published one, "
+            "and its survivors lean toward long-lived sites.", "",
+            *table(["bucket", "attempted", "survived", "survival [95% interval]", "lost"], rows)]
 
 
 def _official_section(official: dict) -> list[str]:

@@ -391,7 +391,8 @@ def add_audit(sub, common) -> None:
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("--fix", metavar="DIR3", help="write a corrected manifest there (earliest trustworthy evidence; ts_original kept)")
     ap.add_argument("--fail-if", action="append", metavar="EXPR",
-                    help="exit with status 3 when a figure of audit.json crosses it, e.g. 'wrong_bucket.share>0.05' (repeatable)")
+                    help="exit with status 3 when a figure of audit.json crosses it, e.g. 'wrong_bucket.share>0.05' or "
+                    "'survival.min<0.5' (the lowest bucket's share of images downloaded; repeatable)")
     ap.add_argument("--overwrite", action="store_true", help="replace an audit (and --fix manifest) of other inputs in OUT (and DIR3)")
     add_executor_flags(ap)
     ap.set_defaults(func=cmd_audit)
