@@ -18,9 +18,12 @@ from ticdata.survival import ATTEMPTED
 
 
 def test_shards_are_numbered_across_files_in_order():
-    table = number_shards([("a", 0, 5), ("a", 1, 4), ("b", 2, 3)], {"a": 2, "b": 0}, 4)
+    table = number_shards([("a", 0, 0, 5), ("a", 1, 0, 4), ("b", 2, 0, 3)], {"a": 2, "b": 0}, 4)
     assert table.rows() == [("a", 2, 0, 0, 4), ("a", 3, 0, 4, 1), ("a", 3, 1, 0, 3), ("a", 4, 1, 3, 1), ("b", 0, 2, 0, 3)]
-    assert number_shards([("a", 0, 0)], {"a": 0}, 4).height == 0
+    assert number_shards([("a", 0, 0, 0)], {"a": 0}, 4).height == 0
+    # a file holding two buckets (months, uid lists): each bucket's rows start at their offset in the plan file
+    mixed = number_shards([("a", 0, 0, 3), ("b", 0, 3, 2), ("a", 1, 0, 2)], {"a": 0, "b": 5}, 4)
+    assert mixed.rows() == [("a", 0, 0, 0, 3), ("b", 5, 0, 3, 2), ("a", 0, 1, 0, 1), ("a", 1, 1, 1, 1)]
 
 
 def test_the_driver_reads_no_row(tmp_path, server, monkeypatch):  # noqa: F811
@@ -63,3 +66,22 @@ def test_the_driver_reads_no_row(tmp_path, server, monkeypatch):  # noqa: F811
     assert check_fail_if(audited, ["survival.min<0.99"]) and not check_fail_if(audited, ["survival.min<0.01"])
     write_report(audited, tmp_path / "audit")
     assert "## Survival (link rot)" in (tmp_path / "audit" / "audit.md").read_text()
+
+
+def test_a_folder_of_official_lists_reports_listed_downloaded_lost(tmp_path, server):  # noqa: F811
+    """A regeneration from official uid lists: per list, listed / in the pool / downloaded / lost."""
+    from ticdata.cli import main
+    from ticdata.uidlists import write_uid_file
+
+    out, _ = make_pool(tmp_path, server.url)
+    uids = scan_manifest(out).filter(pl.col("year") == 2017).select("uid").collect()["uid"].to_list()
+    strangers = [f"{i:032x}" for i in range(3)]  # listed, never in the pool
+    write_uid_file(tmp_path / "2017.npy", sorted(uids + strangers))
+    assert main(["-q", "uids", "import", str(out), f"2017={tmp_path / '2017.npy'}", "--out", str(tmp_path / "sel"),
+                 "--executor", "inline"]) == 0
+    summary = download(config(tmp_path / "sel"), InlineExecutor())
+    got = summary.survival["official"]["2017"]
+    ok = scan_manifest(tmp_path / "sel").filter(pl.col("status") == "success").select(pl.len()).collect().item()
+    assert got == {"listed": len(uids) + 3, "in_pool": len(uids), "downloaded": ok, "lost": len(uids) + 3 - ok,
+                   "kept": ok / (len(uids) + 3)}
+    assert 0 < ok < len(uids) and "official list" in format_summary(summary)

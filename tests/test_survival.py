@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from ticdata.survival import file_counts, format_survival, survival, wilson
+from ticdata.survival import file_counts, format_survival, survival, wilson, with_official
 
 
 def test_wilson_interval_by_hand():
@@ -36,3 +36,12 @@ def test_survival_by_bucket_year_and_month():
     assert doc["buckets"]["2022"]["survival"] == 0.75 and doc["min"] == 0.5
     table = format_survival(doc)
     assert "2014-2016" in table and "50.0%" in table and "  2015" in table and "75.0%" in table
+
+
+def test_official_lists_listed_downloaded_lost():
+    doc = survival({"2016": [[2016, 1, "success", 30], [2016, 1, "failed_to_download", 10]]})
+    got = with_official(doc, {"2016": {"uids": 100, "matched": 40}, "2017": {"uids": 5, "matched": 0}})["official"]
+    # 100 listed, 40 found in the pool, 30 of those downloaded: 70 lost (60 never in the pool, 10 failed)
+    assert got["2016"] == {"listed": 100, "in_pool": 40, "downloaded": 30, "lost": 70, "kept": 0.3}
+    assert got["2017"] == {"listed": 5, "in_pool": 0, "downloaded": 0, "lost": 5, "kept": 0.0}
+    assert "official list" in format_survival(with_official(doc, {"2016": {"uids": 100, "matched": 40}}))

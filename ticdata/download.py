@@ -32,7 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ticdata.benchmarks import benchmark_from_manifest, bucket_names
+from ticdata.benchmarks import bucket_names
 from ticdata.errors import UserError
 from ticdata.executor import Task
 from ticdata.download_dates import TS, upgrade_date_columns
@@ -44,7 +44,7 @@ from ticdata.documents import load_sizes
 from ticdata.download_plan import MergeSpec, PlanSpec, add_up, merge_file, number_shards, plan_file, plan_path, shard_rows
 from ticdata.manifest import checked_manifest_files, load_manifest_json
 from ticdata.storage import atomic_dir, publish, rmtree, write_json_atomic, write_parquet_atomic
-from ticdata.survival import survival
+from ticdata.survival import survival, with_official
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which would call PyPI
@@ -223,20 +223,23 @@ def download_shard(spec: ShardSpec) -> dict:
 # Rounds: plan, run, merge (tasks per manifest file: `ticdata.download_plan`).
 
 
-def _files(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> tuple[list[tuple[int, Path, str | None]], list[str], list[str]]:
-    """(year, file, bucket or None) of every manifest file, the benchmark's buckets, and the ones fetched."""
-    where = CuratedFolder(dir).manifest_json
-    known = bucket_names(doc, where)
+def _files(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> tuple[list[tuple[int, Path]], list[str], list[str]]:
+    """(year, file) of every manifest file, the benchmark's buckets, and the ones fetched."""
+    known = bucket_names(doc, CuratedFolder(dir).manifest_json)
     names = list(wanted) if wanted else known
     for name in names:
         if name not in known:
             raise UserError(f"--buckets: {name!r} is not a bucket of {dir} ({', '.join(known)})")
-    year_bucket = {y: s.name for s in benchmark_from_manifest(doc, where).steps for y in s.years}
-    files = []
-    for part in checked_manifest_files(dir):
-        year = int(part.parent.name.split("=", 1)[1])
-        files.append((year, part, year_bucket.get(year)))
-    return files, known, names
+    return [(int(p.parent.name.split("=", 1)[1]), p) for p in checked_manifest_files(dir)], known, names
+
+
+def _may_hold(doc: dict, year: int, names: list[str]) -> bool:
+    """Whether a manifest file of `year` can hold rows of the fetched buckets (a year bucket's
+    files only hold its own year; months and uid lists are told row by row)."""
+    bench = doc["benchmark"]
+    if bench.get("granularity", "year") != "year":
+        return True
+    return any(year in s["years"] and s["name"] in names for s in bench["steps"])
 
 
 def _existing_max_shard(folder: CuratedFolder, bucket: str) -> int:
@@ -259,13 +262,14 @@ def _round_job(config: DownloadConfig, doc: dict) -> Job:
 def _shard_table(config: DownloadConfig, job: Job, files: list, names: list[str], executor) -> pl.DataFrame:
     """Stage plan (a task per manifest file of a fetched bucket), then the shards numbered once and saved."""
     saved = job.path("shards.parquet")
-    tasks = [Task(f"plan-{i:06d}", plan_file, (PlanSpec(str(part), i, year, bucket, str(job.state)),), str(part),
-                  outputs=(plan_path(job.state, i),))
-             for i, (year, part, bucket) in enumerate(files) if bucket in names]
+    doc = load_manifest_json(config.dir)
+    tasks = [Task(f"plan-{i:06d}", plan_file, (PlanSpec(str(part), i, year, doc["benchmark"], tuple(names), str(job.state)),),
+                  str(part), outputs=(plan_path(job.state, i),))
+             for i, (year, part) in enumerate(files) if _may_hold(doc, year, names)]
     stats = job.stage(executor, "plan", tasks)
     if saved.exists():
         return pl.read_parquet(saved)
-    counts = [(s["bucket"], s["part"], s["rows"]) for s in (stats[t.key] for t in tasks)]
+    counts = [(b, s["part"], start, n) for s in (stats[t.key] for t in tasks) for b, start, n in s["counts"]]
     folder = CuratedFolder(config.dir)
     first = {b: _existing_max_shard(folder, b) + 1 for b in names}
     table = number_shards(counts, first, config.samples_per_shard)
@@ -281,11 +285,11 @@ def _merge(config: DownloadConfig, job: Job, files: list, known: list[str], name
     for b, shard, part in shards.select("bucket", "shard", "part").unique().sort("part", "shard").iter_rows():
         holding.setdefault(part, []).append(str(status_path(job.state, b, shard)))
     reason = "not in the buckets of this download" if config.buckets else "outside every bucket of the benchmark"
-    tasks = [Task(f"merge-{i:06d}", merge_file, (MergeSpec(str(part), bucket, tuple(holding.get(i, ())),
-                                                           None if bucket in names else reason), STATUS_COLUMNS), str(part))
-             for i, (_, part, bucket) in enumerate(files)]
-    stats = job.stage(executor, "merge", tasks)
     doc = load_manifest_json(config.dir)
+    tasks = [Task(f"merge-{i:06d}", merge_file, (MergeSpec(str(part), year, doc["benchmark"], tuple(names), tuple(holding.get(i, ())),
+                                                           reason), STATUS_COLUMNS), str(part))
+             for i, (year, part) in enumerate(files)]
+    stats = job.stage(executor, "merge", tasks)
     doc["columns"] = doc.get("columns", {}) | {c: str(t) for c, t in STATUS_COLUMNS.items()}
     write_json_atomic(CuratedFolder(config.dir).manifest_json, doc)
     per_bucket, errors = add_up([stats[t.key] for t in tasks], known)
@@ -297,7 +301,11 @@ def _merge(config: DownloadConfig, job: Job, files: list, known: list[str], name
             write_json_atomic(folder.shards.sizes_json(name), sizes_doc)
         summary[name] = {"rows": b["rows"], "statuses": b["statuses"], "shards": len(sizes_doc), "samples": sum(sizes_doc.values()),
                          "errors": b["errors"]}
-    return DownloadSummary(summary, errors, survival=survival({b: v["survival"] for b, v in per_bucket.items()}))
+    surv = survival({b: v["survival"] for b, v in per_bucket.items()})
+    lists = (doc.get("inputs") or {}).get("uid_lists") if isinstance(doc.get("inputs"), dict) else None
+    if isinstance(lists, dict) and lists:  # a folder of official uid lists (`tic uids import`)
+        surv = with_official(surv, lists)
+    return DownloadSummary(summary, errors, survival=surv)
 
 
 def download(config: DownloadConfig, executor) -> DownloadSummary:

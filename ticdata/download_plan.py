@@ -26,12 +26,12 @@ from pathlib import Path
 
 import polars as pl
 
+from ticdata.benchmarks import benchmark_from_manifest
 from ticdata.download_stats import error_histogram
 from ticdata.manifest import mark_table, update_file
 from ticdata.storage import write_parquet_atomic
 from ticdata.survival import file_counts
 
-PLAN_SCHEMA = {"bucket": pl.String, "uid": pl.String, "url": pl.String, "text": pl.String, "year": pl.Int32}
 SHARDS_SCHEMA = {"bucket": pl.String, "shard": pl.Int64, "part": pl.Int64, "start": pl.Int64, "rows": pl.Int64}
 
 
@@ -43,34 +43,50 @@ def plan_path(state: str | Path, part: int) -> Path:
 class PlanSpec:
     part: str  # the manifest file
     index: int  # its place in the manifest's file order
-    year: int
-    bucket: str
+    year: int  # its hive year
+    bench: dict  # manifest.json's benchmark: a row's bucket follows from its year (and month), or its `bucket` column
+    wanted: tuple[str, ...]  # the buckets this download fetches
     state: str
 
 
+def row_bucket(path: str | Path, year: int, bench: dict, columns) -> pl.Expr:
+    """The bucket of each row of one manifest file (null outside every step)."""
+    b = benchmark_from_manifest({"benchmark": bench}, Path(path))
+    month = pl.col("month") if "month" in columns else pl.lit(None, pl.Int8)
+    return b.bucket_expr(year=pl.lit(year, pl.Int32), month=month)
+
+
 def plan_file(spec: PlanSpec) -> dict:
-    """One manifest file's pending rows, by uid, as the shard tasks read them."""
+    """One manifest file's pending rows in the fetched buckets, by bucket then uid, as the shard
+    tasks read them; [bucket, first row, rows] of each bucket in the written file."""
     schema = pl.read_parquet_schema(spec.part)
-    df = pl.read_parquet(spec.part, columns=["uid", "url", "text", "ts", *(["status"] if "status" in schema else [])])
+    want = ["uid", "url", "text", "ts", *(c for c in ("month", "bucket", "status") if c in schema)]
+    df = pl.read_parquet(spec.part, columns=want)
     status = pl.col("status") if "status" in df.columns else pl.lit(None, pl.String)
-    rows = (df.filter(status.is_null() | (status != "success"))
-            .select(pl.lit(spec.bucket).alias("bucket"), "uid", "url", "text", "ts", pl.lit(spec.year, pl.Int32).alias("year"))
-            .sort("uid"))
+    rows = (df.with_columns(_b=row_bucket(spec.part, spec.year, spec.bench, df.columns))
+            .filter(pl.col("_b").is_in(list(spec.wanted)) & (status.is_null() | (status != "success")))
+            .select(pl.col("_b").alias("bucket"), "uid", "url", "text", "ts", pl.lit(spec.year, pl.Int32).alias("year"))
+            .sort("bucket", "uid"))
     write_parquet_atomic(plan_path(spec.state, spec.index), rows)
-    return {"part": spec.index, "bucket": spec.bucket, "rows": rows.height}
+    counts, start = [], 0
+    for b, n in rows.group_by("bucket", maintain_order=True).len().iter_rows():
+        counts.append([b, start, int(n)])
+        start += int(n)
+    return {"part": spec.index, "counts": counts}
 
 
-def number_shards(counts: list[tuple[str, int, int]], first: dict[str, int], size: int) -> pl.DataFrame:
-    """The shard table (bucket, shard, part, start, rows: one row per slice of a plan file) from the
-    plan files' (bucket, part, rows) in manifest order and each bucket's first free shard number."""
+def number_shards(counts: list[tuple[str, int, int, int]], first: dict[str, int], size: int) -> pl.DataFrame:
+    """The shard table (bucket, shard, part, start, rows: one row per slice of a plan file) from
+    the plan files' (bucket, part, first row, rows) in manifest order and each bucket's first free
+    shard number."""
     out: dict[str, list] = {k: [] for k in SHARDS_SCHEMA}
     pos: dict[str, int] = {}
-    for bucket, part, n in counts:
+    for bucket, part, offset, n in counts:
         start = 0
         while start < n:
             p = pos.get(bucket, 0)
             take = min(n - start, size - p % size)
-            for k, v in zip(SHARDS_SCHEMA, (bucket, first[bucket] + p // size, part, start, take)):
+            for k, v in zip(SHARDS_SCHEMA, (bucket, first[bucket] + p // size, part, offset + start, take)):
                 out[k].append(v)
             start += take
             pos[bucket] = p + take
@@ -86,41 +102,44 @@ def shard_rows(state: str | Path, slices: tuple[tuple[int, int, int], ...]) -> p
 @dataclass(frozen=True)
 class MergeSpec:
     part: str
-    bucket: str | None  # None: outside every bucket of the benchmark
+    year: int
+    bench: dict
+    wanted: tuple[str, ...]  # the fetched buckets: other rows without a status become `skipped`
     statuses: tuple[str, ...]  # the status tables of the shards holding this file's rows
-    skip_reason: str | None  # set: this file's rows are not fetched by this download
+    skip_reason: str
 
 
 def merge_file(spec: MergeSpec, columns: dict) -> dict:
-    """One manifest file's statuses set (or its unfetched rows marked skipped); its figures."""
+    """One manifest file's statuses set, its unfetched rows marked skipped; its figures per bucket."""
     path = Path(spec.part)
     df = pl.read_parquet(path)
     table = (pl.concat([pl.read_parquet(p) for p in spec.statuses], how="vertical_relaxed") if spec.statuses
              else pl.DataFrame(schema={"uid": pl.String}))
     df, _ = update_file(path, df, mark_table(table, columns), columns)
-    if spec.skip_reason is not None:
-        todo = df.filter(pl.col("status").is_null()).select("uid", status=pl.lit("skipped"), error_message=pl.lit(spec.skip_reason))
-        if todo.height:
-            df, _ = update_file(path, df, mark_table(todo, columns), columns)
-    if spec.bucket is None:
-        return {"bucket": None}
-    statuses = df.group_by(pl.col("status").fill_null("pending")).len().sort("status")
-    ok = df.filter(pl.col("status") == "success").group_by("shard").len()
-    return {"bucket": spec.bucket, "rows": df.height, "statuses": {str(s): int(n) for s, n in statuses.iter_rows()},
-            "errors": error_histogram(df), "successes": {str(s): int(n) for s, n in ok.iter_rows()},
-            "survival": file_counts(df, int(path.parent.name.split("=", 1)[1]))}
+    bucket = row_bucket(path, spec.year, spec.bench, df.columns)
+    todo = df.filter(pl.col("status").is_null() & ~bucket.is_in(list(spec.wanted)).fill_null(False))
+    if todo.height:
+        todo = todo.select("uid", status=pl.lit("skipped"), error_message=pl.lit(spec.skip_reason))
+        df, _ = update_file(path, df, mark_table(todo, columns), columns)
+    out = {}
+    for (b,), g in df.with_columns(_b=bucket).group_by("_b", maintain_order=True):
+        if b is None:
+            continue
+        statuses = g.group_by(pl.col("status").fill_null("pending")).len().sort("status")
+        ok = g.filter(pl.col("status") == "success").group_by("shard").len()
+        out[b] = {"rows": g.height, "statuses": {str(s): int(n) for s, n in statuses.iter_rows()}, "errors": error_histogram(g),
+                  "successes": {str(s): int(n) for s, n in ok.iter_rows()}, "survival": file_counts(g, spec.year)}
+    return {"buckets": out}
 
 
 def add_up(stats: list[dict], buckets: list[str]) -> tuple[dict, dict]:
     """Per bucket (in benchmark order, buckets with rows only): rows, statuses, successes per shard,
     failure reasons and survival counts, from the merge tasks; and the failure reasons of every bucket."""
     out: dict[str, dict] = {}
-    for s in stats:
-        if s.get("bucket") is None:
-            continue
-        b = out.setdefault(s["bucket"], {"rows": 0, "statuses": {}, "errors": {}, "successes": {}, "survival": []})
+    for name, s in ((name, s) for st in stats for name, s in st["buckets"].items()):
+        b = out.setdefault(name, {"rows": 0, "statuses": {}, "errors": {}, "successes": {}, "survival": []})
         b["rows"] += s["rows"]
-        b["survival"] += s.get("survival", [])
+        b["survival"] += s["survival"]
         for key in ("statuses", "errors", "successes"):
             for k, n in s[key].items():
                 b[key][k] = b[key].get(k, 0) + n

@@ -69,6 +69,19 @@ def survival(per_bucket: dict[str, list[list]]) -> dict:
     return out
 
 
+def with_official(doc: dict, uid_lists: dict) -> dict:
+    """`doc` with, per official uid list a folder was imported from (`tic uids import`: the
+    manifest's inputs.uid_lists), listed / in the pool / downloaded / lost, so a paper's bucket size
+    and a regeneration's stand side by side: lost = listed - downloaded (not in the pool, or not
+    downloaded)."""
+    official = {}
+    for name, v in uid_lists.items():
+        got = doc["buckets"].get(name, {}).get("survived", 0)
+        official[name] = {"listed": v["uids"], "in_pool": v["matched"], "downloaded": got, "lost": v["uids"] - got,
+                          "kept": got / v["uids"] if v["uids"] else None}
+    return doc | {"official": official}
+
+
 def format_survival(doc: dict) -> str:
     """The survival table: one line per bucket, then its years when the bucket spans several."""
     lines = [f"{'bucket':<12} {'attempted':>10} {'survived':>10} {'survival':>9}  {'95% interval':<15} lost (by status)"]
@@ -76,6 +89,11 @@ def format_survival(doc: dict) -> str:
         lines.append(_line(name, b) + "  " + ", ".join(f"{s} {n:,}" for s, n in b["lost"].items()))
         if len(b["years"]) > 1:
             lines += ["  " + _line(y, r, 10) for y, r in b["years"].items()]
+    if doc.get("official"):
+        lines.append(f"{'official list':<14} {'listed':>12} {'in the pool':>12} {'downloaded':>12} {'lost':>12} {'kept':>7}")
+        for name, o in doc["official"].items():
+            kept = "-" if o["kept"] is None else f"{o['kept']:.1%}"
+            lines.append(f"{name:<14} {o['listed']:>12,} {o['in_pool']:>12,} {o['downloaded']:>12,} {o['lost']:>12,} {kept:>7}")
     return "\n".join(lines)
 
 
