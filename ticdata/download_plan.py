@@ -1,7 +1,9 @@
 """A download round's plan and merge at any pool size: tasks per manifest file, counts in the driver.
 
-plan   one task per manifest file of a bucket this download fetches: its pending rows (no status
-       yet, or not a success) sorted by uid, written to the round's state (plan/NNNNNN.parquet).
+plan   one task per manifest file that may hold rows of the fetched buckets: its pending rows (no
+       status yet, or not a success) of those buckets, sorted by bucket then uid, written to the
+       round's state (plan/NNNNNN.parquet) with each bucket's offset in it. A row's bucket follows
+       from its year (and month), or its `bucket` column in a folder of uid lists (`row_bucket`).
        The driver numbers the shards from the tasks' counts (`number_shards`): per bucket its files
        in manifest order, each file's rows in uid order, a new shard every --samples-per-shard rows
        (so a shard may hold the end of one file and the start of the next: img2dataset's packing,
@@ -9,15 +11,14 @@ plan   one task per manifest file of a bucket this download fetches: its pending
        The numbering is saved (shards.parquet) before any shard runs, so a resumed round finds the
        same shards. A shard task reads its slices of one or more plan files.
 merge  one task per manifest file: the statuses of the shards that hold its rows set on them
-       (`manifest.update_file`; a file no shard holds still gets the status columns), then, outside
-       the fetched buckets, `skipped` on rows without a status. It returns the file's status
-       counts, failure reasons and successes per shard; the driver adds them up into the summary
-       and sizes.json.
+       (`manifest.update_file`; a file no shard holds still gets the status columns), then
+       `skipped` on rows without a status outside the fetched buckets. It returns, per bucket, the
+       file's status counts, failure reasons, successes per shard and survival counts; the driver
+       adds them up into the summary and sizes.json.
 
 The driver holds file names, counts and one entry per shard; a task holds one manifest file (or
 one shard's rows). Before, the driver sorted every pending row of a bucket by uid: with one
-manifest file per bucket the shards are the same as then.
-"""
+manifest file per bucket the shards are the same as then."""
 
 from __future__ import annotations
 
