@@ -269,7 +269,13 @@ def test_the_audit_page_holds_its_tables(small_run, tmp_path):
     assert len(crawls) == 1 + len(result["crawls"]) > 1
     assert crawls[1] == [result["crawls"][0]["crawl"], result["crawls"][0]["bucket"], f"{result['crawls'][0]['rows']:,}",
                          f"{result['crawls'][0]['share_of_bucket']:.2%}"]
-    assert len(markdown_tables(md)) == len(page.tables) == 4
+    # the world was downloaded: its survival per bucket (and per first-seen year where a bucket spans several)
+    survival = page.table("bucket")
+    tops = [r for r in survival[1:] if ": " not in r[0]]
+    assert [r[0] for r in tops] == list(result["survival"]["buckets"])
+    for row, b in zip(tops, result["survival"]["buckets"].values()):
+        assert row[1:3] == [f"{b['attempted']:,}", f"{b['survived']:,}"] and row[3].startswith(f"{b['survival']:.1%} [")
+    assert len(markdown_tables(md)) == len(page.tables) == 5
     check_self_contained(page, out)
     assert {img["src"] for img in page.images} == {"rows-by-month.png", "agreement.png", "lag.png"}
 
