@@ -39,7 +39,7 @@ from ticdata.errors import UserError
 from ticdata import __version__
 from ticdata.executor import Task
 from ticdata.job import Job
-from ticdata.layout import CuratedFolder, check_apart
+from ticdata.layout import CuratedFolder, check_apart, part_year
 from ticdata.manifest import bucket_table, checked_manifest_files, list_bucket_table, load_manifest_json
 from ticdata.snapshots import SnapshotTable
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
@@ -162,7 +162,7 @@ def _parts(folder: CuratedFolder) -> list[tuple[int, Path]]:
     files = checked_manifest_files(folder.root)
     if not files:
         raise UserError(f"{folder.manifest_dir}: no Parquet files; audit a folder written by tic curate")
-    return [(int(p.parent.name.split("=", 1)[1]), p) for p in files]
+    return [(part_year(p), p) for p in files]
 
 
 def make_job(dir: Path, out: Path, fix: Path | None = None, overwrite: bool = False, progress: bool = True) -> Job:

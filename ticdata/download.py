@@ -39,7 +39,7 @@ from ticdata.download_dates import TS, upgrade_date_columns
 from ticdata.download_stats import DownloadSummary, format_summary, manifest_status, round_figures, shard_stats, shard_table
 from ticdata.fetch import FetchPolicy
 from ticdata.job import Job, unfinished_plan
-from ticdata.layout import SHARD_DIGITS, CuratedFolder, shard_name
+from ticdata.layout import SHARD_DIGITS, CuratedFolder, shard_name, part_year
 from ticdata.documents import load_sizes
 from ticdata.download_plan import MergeSpec, PlanSpec, add_up, merge_file, number_shards, plan_file, plan_path, shard_rows
 from ticdata.manifest import checked_manifest_files, load_manifest_json
@@ -230,7 +230,7 @@ def _files(dir: Path, doc: dict, wanted: tuple[str, ...] | None) -> tuple[list[t
     for name in names:
         if name not in known:
             raise UserError(f"--buckets: {name!r} is not a bucket of {dir} ({', '.join(known)})")
-    return [(int(p.parent.name.split("=", 1)[1]), p) for p in checked_manifest_files(dir)], known, names
+    return [(part_year(p), p) for p in checked_manifest_files(dir)], known, names
 
 
 def _may_hold(doc: dict, year: int, names: list[str]) -> bool:

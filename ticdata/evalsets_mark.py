@@ -16,6 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
+from ticdata.layout import part_year
+
 from ticdata.evalselect import EXCLUDED, NOT_DOWNLOADED, TRAIN
 from ticdata.manifest import mark_table, update_file
 
@@ -70,6 +72,6 @@ def mark_file(part: str, images: str, flags: str, marks: str, granularity: str) 
         no_image.select("uid", split=pl.lit(NOT_DOWNLOADED)),
     ], how="diagonal_relaxed")
     df, hits = update_part(path, df, table, SPLIT_COLUMNS)
-    year = int(path.parent.name.split("=", 1)[1])
+    year = part_year(path)
     return {"marked": hits, "rows": table.height, "counts": _file_counts(df, year, granularity),
             "splits": dict(df.group_by("split").len().iter_rows())}

@@ -193,3 +193,8 @@ class RunFolder:
 
     def cells(self, checkpoint: str) -> Path:
         return self.eval_dir / "cells" / checkpoint
+
+
+def part_year(path: Path) -> int:
+    """The year of a manifest file, from its Hive folder (manifest/year=YYYY/part.parquet)."""
+    return int(Path(path).parent.name.split("=", 1)[1])

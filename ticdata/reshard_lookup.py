@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ticdata.layout import part_year
+
 from ticdata.benchmarks import benchmark_from_manifest
 from ticdata.errors import UserError
 from ticdata.storage import atomic_file, read_json, write_json_atomic
@@ -65,7 +67,7 @@ def manifest_run(path: str, index: int, work: str, names: list[str], doc: dict, 
     bench = benchmark_from_manifest(doc, Path(where))
     have = pl.read_parquet_schema(part)
     cols = ["uid"] + [c for c in ("month", "split", "bucket") if c in have]
-    df = pl.read_parquet(part, columns=cols).with_columns(year=pl.lit(int(part.parent.name.split("=", 1)[1]), pl.Int32))
+    df = pl.read_parquet(part, columns=cols).with_columns(year=pl.lit(part_year(part), pl.Int32))
     if split is not None:
         df = df.filter(pl.col("split") == split)
     index_of = pl.col("_name").replace_strict(names, list(range(len(names))), default=None, return_dtype=pl.UInt16)

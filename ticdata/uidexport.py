@@ -30,7 +30,7 @@ from ticdata.benchmarks import benchmark_from_manifest, bucket_names
 from ticdata.errors import UserError
 from ticdata.executor import Task
 from ticdata.job import Job
-from ticdata.layout import CuratedFolder, bucket_dir, check_apart
+from ticdata.layout import CuratedFolder, bucket_dir, check_apart, part_year
 from ticdata.manifest import checked_manifest_files, load_manifest_json
 from ticdata.uidlists import UID_DTYPE, UidFileWriter, uid_range_bounds
 
@@ -57,7 +57,7 @@ def write_runs(part: str, index: int, work: str, doc: dict, where: str, split: s
     names = bucket_names(doc, Path(where))
     columns = pl.read_parquet_schema(path)
     want = ["uid"] + [c for c in ("split", "month", "bucket") if c in columns]
-    year = int(path.parent.name.split("=", 1)[1])
+    year = part_year(path)
     df = pl.read_parquet(path, columns=want).with_columns(year=pl.lit(year, dtype=pl.Int32))
     splits = sorted(map(str, df["split"].unique().drop_nulls())) if "split" in df.columns else []
     if split:

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ticdata.layout import part_year
+
 from ticdata.benchmarks import benchmark_from_manifest
 from ticdata.curate_tasks import read_partition, write_partitions
 from ticdata.errors import UserError
@@ -117,7 +119,7 @@ def _selected(path: Path, index: int, ranges: list[str], names: list[str], colum
 
 def _dating(sel: pl.DataFrame, path: Path, doc: dict, where: str) -> list[list]:
     dating: Counter = Counter()
-    tally(sel, int(path.parent.name.split("=", 1)[1]), benchmark_from_manifest(doc, Path(where)), dating)
+    tally(sel, part_year(path), benchmark_from_manifest(doc, Path(where)), dating)
     return [[o, y, m, t, n] for (o, y, m, t), n in dating.items()]
 
 
@@ -144,7 +146,7 @@ def apply_part(part: str, index: int, ranges: list[str], names: list[str], targe
         from ticdata.storage import write_parquet_atomic
 
         write_parquet_atomic(Path(target), sel, compression="zstd", statistics=True)
-    year = int(path.parent.name.split("=", 1)[1])
+    year = part_year(path)
     split = pl.col("split") if "split" in sel.columns else pl.lit(TRAIN)
     counts = [[b, year, str(s), int(n)] for b, s, n in sel.group_by("bucket", split.alias("split")).len().iter_rows()]
     return {"rows_in": rows_in, "kept": sel.height, "reset": reset, "file": target if sel.height else None, "counts": counts,
