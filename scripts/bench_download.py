@@ -85,7 +85,7 @@ def main() -> None:
         from ticdata.synth.world import make_world
 
         world = root / "world"
-        make_world(world, seed=0, base_url=base, pairs_per_step=args.pairs_per_step, fail_share=0.0, overwrite=True)
+        make_world(world, seed=0, base_url=base, pairs_per_step=args.pairs_per_step, fail_share=0.0, link_rot=False, overwrite=True)
         curated = root / "curated"
         shutil.rmtree(curated, ignore_errors=True)
         curate(CurateConfig(inputs=(str(world),), out=curated, benchmark="demo", progress=False), InlineExecutor())

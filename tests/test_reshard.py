@@ -577,7 +577,7 @@ def test_cli_reshards_the_downloaded_world_by_its_manifest(tmp_path, capsys):
     from ticdata.synth.world import make_world
 
     with ImageServer() as server:
-        make_world(tmp_path / "world", seed=2, base_url=server.url, pairs_per_step=20, fail_share=0.0)
+        make_world(tmp_path / "world", seed=2, base_url=server.url, pairs_per_step=20, fail_share=0.0, link_rot=False)
         cur = tmp_path / "cur"
         curate(CurateConfig(inputs=(str(tmp_path / "world"),), out=cur, benchmark="demo", progress=False), InlineExecutor())
         download(DownloadConfig(dir=cur, image_size=32, samples_per_shard=16, threads=4, progress=False,

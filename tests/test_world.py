@@ -180,9 +180,12 @@ def test_captions_name_concept_size_and_place():
 def test_urls_failures_and_decode(made):
     _, summary, df = made
     first = df.unique("uid")
+    rotted = sum(y["rotted"] for y in summary["link_rot"]["years"].values())
     fails = first.filter(pl.col("url").str.contains("/fail/"))
-    assert fails.height == round(0.02 * summary["unique_pairs"]) == sum(summary["failures"].values())
     kinds = dict(fails.select(pl.col("url").str.extract(r"/fail/([a-z0-9]+)/", 1)).group_by("url").len().iter_rows())
+    kinds["404"] -= rotted  # link rot's 404s (test_link_rot_follows_the_age_curve); the rest are the hostile failures
+    assert kinds == summary["failures"]
+    assert sum(kinds.values()) == round(0.02 * summary["unique_pairs"])
     assert set(kinds) == set(W.FAIL_KINDS)
     assert max(kinds.values()) - min(kinds.values()) <= 1
     ref = W.decode_url("http://127.0.0.1:8765/img/3/2019/c2/7.jpg?size=32")
@@ -195,8 +198,42 @@ def test_urls_failures_and_decode(made):
         assert W.decode_url(bad) is None, bad
 
 
+def test_link_rot_follows_the_age_curve(made):
+    """Per year exactly round(rot_share x pairs) images gone, old years more than new, each a 404
+    among the pairs that have no hostile failure URL; the curve is the one the docs state."""
+    _, summary, df = made
+    first = df.unique("uid")
+    rot = summary["link_rot"]
+    assert rot["on"] and rot["now"] == 2023
+    assert W.rot_share(2014) == pytest.approx(0.35) and W.rot_share(2022) == pytest.approx(0.11)
+    assert W.rot_share(1990) == W.ROT_CAP
+    per_year = dict(first.group_by("world_year").len().iter_rows())
+    gone = dict(first.filter(pl.col("url").str.contains("/fail/404/")).group_by("world_year").len().iter_rows())
+    hostile = first.filter(pl.col("url").str.contains("/fail/")).height - sum(gone.values()) + summary["failures"]["404"]
+    assert hostile == sum(summary["failures"].values())
+    for y, r in rot["years"].items():
+        assert r["pairs"] == per_year[int(y)]
+        assert r["rotted"] == round(W.rot_share(int(y)) * r["pairs"])
+        assert gone.get(int(y), 0) >= r["rotted"]  # plus that year's hostile 404s
+    shares = [rot["years"][str(y)]["rotted"] / rot["years"][str(y)]["pairs"] for y in sorted(map(int, rot["years"]))]
+    assert shares == sorted(shares, reverse=True) and shares[0] > 3 * shares[-1]
+
+
+def test_link_rot_off_keeps_the_other_failures(tmp_path, made):
+    _, summary, df = made
+    s = W.make_world(tmp_path / "w", seed=SEED, link_rot=False)
+    off = pl.read_parquet(tmp_path / "w" / W.FILE_NAME)
+    assert s["failures"] == summary["failures"] and not s["link_rot"]["on"]
+    assert all(y["rotted"] == 0 for y in s["link_rot"]["years"].values())
+    assert off.height == df.height and off["uid"].n_unique() == df["uid"].n_unique()
+    assert off.unique("uid").filter(pl.col("url").str.contains("/fail/")).height == round(0.02 * s["unique_pairs"])
+    with pytest.raises(UserError, match="link_rot"):
+        W.make_world(tmp_path / "bad", link_rot="yes")
+
+
 def test_no_failures_and_image_size_in_urls(tmp_path):
-    s = W.make_world(tmp_path / "w", seed=1, base_url="http://127.0.0.1:9/", pairs_per_step=100, image_size=32, fail_share=0.0)
+    s = W.make_world(tmp_path / "w", seed=1, base_url="http://127.0.0.1:9/", pairs_per_step=100, image_size=32, fail_share=0.0,
+                     link_rot=False)
     df = pl.read_parquet(tmp_path / "w" / W.FILE_NAME)
     assert s["failures"] == {k: 0 for k in W.FAIL_KINDS}
     assert df["url"].str.starts_with("http://127.0.0.1:9/img/1/").all()

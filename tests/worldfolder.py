@@ -25,7 +25,7 @@ WORLD_RETRIEVAL = 64
 
 def build_world_folder(root: Path, pairs_per_step: int = 160, retrieval: int = 16) -> Path:
     with ImageServer() as server:
-        make_world(root / "world", base_url=server.url, pairs_per_step=pairs_per_step, fail_share=0.0)
+        make_world(root / "world", base_url=server.url, pairs_per_step=pairs_per_step, fail_share=0.0, link_rot=False)
         out = root / "cur"
         curate(CurateConfig(inputs=(str(root / "world"),), out=out, benchmark="demo", progress=False), InlineExecutor())
         download(DownloadConfig(dir=out, image_size=64, samples_per_shard=64, threads=8, timeout=3.0, progress=False,

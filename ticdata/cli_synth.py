@@ -28,6 +28,7 @@ def cmd_synth_world(args) -> int:
     summary = make_world(
         Path(args.out), seed=args.seed, base_url=args.base_url, pairs_per_step=args.pairs_per_step,
         image_size=args.image_size, overwrite=args.overwrite, fail_share=args.fail_share,
+        link_rot=not args.no_link_rot,
     )
     print(f"wrote the synthetic world to {args.out}: {summary['unique_pairs']:,} pairs, {summary['rows']:,} rows, "
           f"{len(summary['concepts'])} concepts, images at {summary['base_url']} (serve them with `tic serve-images`)")
@@ -86,6 +87,9 @@ def add_synth(sub, common) -> None:
     sw.add_argument("--fail-share", type=share, default=0.02,
                     help="share of pairs whose URL fails the way the web does: 404, 500, slow, truncated, corrupt, "
                     "redirect, huge, noai (default 0.02)")
+    sw.add_argument("--no-link-rot", action="store_true",
+                    help="no link rot: by default old pairs lose their image more often than new ones (a 404 for "
+                    "35%% of 2014's pairs down to 11%% of 2022's, after Pew Research's 2024 study of Common Crawl pages)")
     sw.add_argument("--overwrite", action="store_true", help="replace a world in OUT")
     sw.set_defaults(func=cmd_synth_world)
 

@@ -24,16 +24,20 @@ DEFAULT_METHODS = ("sequential", "cumulative-all", "oracle")
 def _world(out: Path, base_url: str, pairs: int) -> None:
     import json
 
-    from ticdata.synth.world import make_world, url_scheme
+    from ticdata.synth import world as W
 
     meta = out / "world" / "_world.json"
     if meta.exists():
         w = json.loads(meta.read_text())
-        # a world made by an older tic with another URL scheme is made again (its URLs would not resolve)
-        same_scheme = w.get("url_scheme") == url_scheme()
-        if w.get("pairs_per_step") == pairs and w.get("base_url") == base_url and same_scheme:
+        # a world made by an older tic with another URL scheme is made again (its URLs would not resolve),
+        # and one without today's link-rot curve too (the demo shows old buckets losing more)
+        same_scheme = w.get("url_scheme") == W.url_scheme()
+        rot = w.get("link_rot") or {}
+        same_rot = rot.get("on") is True and [rot.get(k) for k in ("now", "base", "per_year", "cap")] == [
+            W.ROT_NOW, W.ROT_BASE, W.ROT_PER_YEAR, W.ROT_CAP]
+        if w.get("pairs_per_step") == pairs and w.get("base_url") == base_url and same_scheme and same_rot:
             return
-    make_world(out / "world", base_url=base_url, pairs_per_step=pairs, overwrite=True)
+    W.make_world(out / "world", base_url=base_url, pairs_per_step=pairs, overwrite=True)
 
 
 def run_demo(out: Path, methods: list[str], port: int = 8765, pairs: int = 3300, batch_size: int = 128,

@@ -80,8 +80,13 @@ from ticdata.synth.world_pool import (
     FILE_PATTERN,
     MEAN_LATER_GAP,
     RESIGHT_SHARE,
+    ROT_BASE,
+    ROT_CAP,
+    ROT_NOW,
+    ROT_PER_YEAR,
     SUMMARY_NAME,
     make_world,
+    rot_share,
 )
 from ticdata.synth.world_urls import (
     DEFAULT_BASE_URL,
@@ -105,4 +110,5 @@ __all__ = [
     "DEFAULT_BASE_URL", "FAIL_KINDS", "ImageRef", "image_url", "decode_url", "url_scheme",
     # the pool
     "RESIGHT_SHARE", "FAIL_SHARE", "MEAN_LATER_GAP", "FILE_NAME", "FILE_PATTERN", "SUMMARY_NAME", "make_world",
+    "ROT_NOW", "ROT_BASE", "ROT_PER_YEAR", "ROT_CAP", "rot_share",
 ]  # fmt: skip

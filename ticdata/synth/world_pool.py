@@ -1,6 +1,13 @@
 """The synthetic world's pool: `make_world(out)` writes its pairs in DataComp's metadata layout
-(`tic curate` reads it), with re-sightings in later crawls and failure URLs, and `_world.json`,
-which says what the world holds and what a correct curation of it must find.
+(`tic curate` reads it), with re-sightings in later crawls, failure URLs and link rot, and
+`_world.json`, which says what the world holds and what a correct curation of it must find.
+
+Link rot: the web forgets old pages faster than new ones (Pew Research, 2024: 38% of the pages of
+2013 gone by 2023, 8% of those of 2023), so a pair first seen in year y has its image gone (a 404)
+with probability `rot_share(y)` = min(ROT_CAP, ROT_BASE + ROT_PER_YEAR x (ROT_NOW - y)): 35% for
+2014, 11% for 2022, as if the world were downloaded in 2023. Exactly round(share x pairs) pairs of
+each year rot, picked with their own seeded stream, so the hostile failures and re-sightings of a
+seed stay the same with or without rot (`link_rot=False`).
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ log = logging.getLogger(__name__)
 
 RESIGHT_SHARE = 0.20  # extra rows re-sighting an earlier pair in a later crawl, per unique pair
 FAIL_SHARE = 0.02  # pairs whose URL is a failure URL
+ROT_NOW = 2023  # the year the world is downloaded in: a pair of year y is ROT_NOW - y years old
+ROT_BASE = 0.08  # share of a year-old pair's images gone (Pew 2024: 8% of 2023's pages)
+ROT_PER_YEAR = 0.03  # more gone per year of age (Pew 2024: 38% of 2013's pages after ten years)
+ROT_CAP = 0.6
 MEAN_LATER_GAP = 6.0  # mean distance, in crawls, of a re-sighting after the first sighting
 FILE_NAME = "world-00000.parquet"
 FILE_PATTERN = "world-*.parquet"
@@ -54,7 +65,29 @@ def _wat_path(snapshot: tuple[str, datetime, datetime], *keys: int) -> str:
     return wat_path(sid, t1, t2, h % 1000, (h >> 10) % 100, (h >> 20) % 100000)
 
 
-def _check_args(seed, base_url, pairs_per_step, image_size, fail_share, resight_share) -> None:
+def rot_share(year: int) -> float:
+    """The share of a year's pairs whose image is gone when the world is downloaded (see the module doc)."""
+    return min(ROT_CAP, ROT_BASE + ROT_PER_YEAR * max(0, ROT_NOW - int(year)))
+
+
+def _rotted(seed: int, pairs: list[tuple[int, int, int]], fail_kind: dict[int, str]) -> dict[int, int]:
+    """Pair index -> year of the pairs whose image rotted away: per year exactly round(rot_share x
+    pairs of that year), among the pairs without a hostile failure URL, from the seed's own stream."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x2074]))
+    by_year: dict[int, list[int]] = {}
+    for pid, (year, _, _) in enumerate(pairs):
+        by_year.setdefault(year, []).append(pid)
+    out: dict[int, int] = {}
+    for year, pids in sorted(by_year.items()):
+        free = [p for p in pids if p not in fail_kind]
+        n = min(len(free), int(round(rot_share(year) * len(pids))))
+        out.update((int(p), year) for p in rng.choice(free, size=n, replace=False))
+    return out
+
+
+def _check_args(seed, base_url, pairs_per_step, image_size, fail_share, resight_share, link_rot=True) -> None:
+    if not isinstance(link_rot, bool):
+        raise UserError(f"synthetic world: link_rot={link_rot!r}; expected True or False")
     for name, value, least in (("seed", seed, 0), ("pairs_per_step", pairs_per_step, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
             raise UserError(f"synthetic world: {name}={value!r}; expected a whole number >= {least}")
@@ -78,17 +111,19 @@ def make_world(
     *,
     fail_share: float = FAIL_SHARE,
     resight_share: float = RESIGHT_SHARE,
+    link_rot: bool = True,
 ) -> dict:
     """Write the world's pool (`out/world-00000.parquet`) and summary (`out/_world.json`); return the summary.
 
     Columns: uid, url, text, source (a WAT path in the crawl of the sighting), concept, world_year,
     instance. Every pair's first sighting is in a crawl of its year; `resight_share` x pairs extra
     rows re-sight a pair in a later crawl (same uid, url and text), and `fail_share` of the pairs
-    get a failure URL (`/fail/<kind>/...`, kinds spread evenly). Same arguments, same bytes.
+    get a failure URL (`/fail/<kind>/...`, kinds spread evenly); with `link_rot`, old pairs lose
+    their image more often than new ones (`rot_share`; a `/fail/404/` URL). Same arguments, same bytes.
     Refuses a folder that already holds a world unless `overwrite`.
     """
     out = Path(out)
-    _check_args(seed, base_url, pairs_per_step, image_size, fail_share, resight_share)
+    _check_args(seed, base_url, pairs_per_step, image_size, fail_share, resight_share, link_rot)
     seed, pairs_per_step, image_size = int(seed), int(pairs_per_step), int(image_size)
     base_url = str(base_url).rstrip("/")
     if out.exists() and not out.is_dir():
@@ -107,6 +142,7 @@ def make_world(
     fail_kind: dict[int, str] = {}
     for j, pid in enumerate(rng.choice(n_pairs, size=n_fail, replace=False).tolist()):
         fail_kind[pid] = FAIL_KINDS[j % len(FAIL_KINDS)]
+    rotted = _rotted(seed, pairs, fail_kind) if link_rot else {}
 
     windows = snapshot_windows()
     all_snaps = [(s.id, s.start, s.end) for s in SnapshotTable.load().snapshots]
@@ -114,7 +150,7 @@ def make_world(
     uid, url, text, source, concept, wyear, inst, first_pos = [], [], [], [], [], [], [], []
     for pid, (year, c, i) in enumerate(pairs):
         p = instance_params(seed, year, c, i)
-        u = image_url(base_url, seed, year, c, i, image_size, fail_kind.get(pid))
+        u = image_url(base_url, seed, year, c, i, image_size, "404" if pid in rotted else fail_kind.get(pid))
         t = caption(seed, year, c, i)
         snap = next(s for s in windows[year] if s[0] == p.snapshot)
         uid.append(uid_of(u, t))
@@ -169,10 +205,21 @@ def make_world(
     write_parquet_atomic(out / FILE_NAME, df, compression="zstd", compression_level=3, statistics=True)
 
     summary = _summary(w, seed, base_url, image_size, pairs_per_step, counts, n_pairs, n_re, fail_kind, fail_share, resight_share)
+    summary["link_rot"] = _rot_summary(link_rot, counts, rotted)
     write_json_atomic(out / SUMMARY_NAME, summary)
-    log.info("synthetic world: %d pairs, %d re-sightings, %d failure URLs, %d concepts -> %s",
-             n_pairs, n_re, n_fail, len(w.concepts), out)  # fmt: skip
+    log.info("synthetic world: %d pairs, %d re-sightings, %d failure URLs, %d rotted images, %d concepts -> %s",
+             n_pairs, n_re, n_fail, len(rotted), len(w.concepts), out)  # fmt: skip
     return summary
+
+
+def _rot_summary(on: bool, counts: dict[int, int], rotted: dict[int, int]) -> dict:
+    """_world.json's link_rot: the curve and, per year, pairs and rotted images (a `/fail/404/` URL)."""
+    lost = {y: 0 for y in counts}
+    for y in rotted.values():
+        lost[y] += 1
+    return {"on": on, "curve": "min(cap, base + per_year x (now - year))",
+            "now": ROT_NOW, "base": ROT_BASE, "per_year": ROT_PER_YEAR, "cap": ROT_CAP,
+            "years": {str(y): {"pairs": n, "rotted": lost[y], "share": rot_share(y) if on else 0.0} for y, n in counts.items()}}
 
 
 def _summary(w: World, seed, base_url, image_size, pairs_per_step, counts, n_pairs, n_re, fail_kind, fail_share, resight_share) -> dict:
