@@ -52,6 +52,11 @@ def test_the_driver_reads_no_row(tmp_path, server, monkeypatch):  # noqa: F811
         rows = man.filter((pl.col("year") == int(bucket)) & pl.col("status").is_in(list(ATTEMPTED)))
         assert (got["attempted"], got["survived"]) == (rows.height, rows.filter(pl.col("status") == "success").height)
         assert 0 < got["survival"] < 1 and got["low"] < got["survival"] < got["high"]
+        # its top domains, counted apart from the tasks: every attempted row's host
+        hosts = rows.group_by(pl.col("url").str.extract(r"://([^/:?#]+)", 1).str.to_lowercase().alias("d")).agg(
+            n=pl.len(), ok=(pl.col("status") == "success").sum()).sort("n", "d", descending=[True, False])
+        assert [(r["domain"], r["attempted"], r["survived"]) for r in got["domains"]["top"]] == hosts.head(10).rows()
+        assert got["domains"]["attempted_share"] == hosts.head(10)["n"].sum() / rows.height
     assert set(surv["buckets"]) == {"2017", "2019"} and surv["min"] == min(b["survival"] for b in surv["buckets"].values())
     assert "survival (successes / attempted rows" in format_summary(summary)
     again = download(config(out, samples_per_shard=8), InlineExecutor())  # round 2: only the failures

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "ticdata.htmlreport": 2,
     "ticdata.progress": 2,
     "ticdata.survival": 2,
+    "ticdata.survival_domains": 2,
     # 3 pure steps over rows
     "ticdata.sources": 3,
     "ticdata.recover": 3,

@@ -275,7 +275,14 @@ def test_the_audit_page_holds_its_tables(small_run, tmp_path):
     assert [r[0] for r in tops] == list(result["survival"]["buckets"])
     for row, b in zip(tops, result["survival"]["buckets"].values()):
         assert row[1:3] == [f"{b['attempted']:,}", f"{b['survived']:,}"] and row[3].startswith(f"{b['survival']:.1%} [")
-    assert len(markdown_tables(md)) == len(page.tables) == 5
+    # and where its survivors come from: each bucket's top domains, as audit.json has them
+    domains = page.table("domains of bucket")
+    assert [r[0] for r in domains[1:]] == [b for b, v in result["survival"]["buckets"].items() if v.get("domains")]
+    for row in domains[1:]:
+        d = result["survival"]["buckets"][row[0]]["domains"]
+        assert row[1:4] == [str(len(d["top"])), f"{d['attempted_share']:.1%}", f"{d['survivor_share']:.1%}"]
+        assert row[4].startswith(f"{d['top'][0]['domain']} ")
+    assert len(markdown_tables(md)) == len(page.tables) == 6
     check_self_contained(page, out)
     assert {img["src"] for img in page.images} == {"rows-by-month.png", "agreement.png", "lag.png"}
 

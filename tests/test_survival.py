@@ -7,6 +7,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from ticdata import survival_domains as SD
+from ticdata.executor import InlineExecutor
+from ticdata.job import Job
 from ticdata.survival import file_counts, format_survival, survival, wilson, with_official
 
 
@@ -45,3 +48,48 @@ def test_official_lists_listed_downloaded_lost():
     assert got["2016"] == {"listed": 100, "in_pool": 40, "downloaded": 30, "lost": 70, "kept": 0.3}
     assert got["2017"] == {"listed": 5, "in_pool": 0, "downloaded": 0, "lost": 5, "kept": 0.0}
     assert "official list" in format_survival(with_official(doc, {"2016": {"uids": 100, "matched": 40}}))
+
+
+def _domain_file(seed: int, rows: int) -> pl.DataFrame:
+    """Rows of 40 domains with skewed sizes and survival, in two buckets, some never attempted."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    d = rng.zipf(1.6, rows) % 40
+    ok = rng.random(rows) < (0.3 + d / 60)  # each domain its own survival
+    status = np.where(ok, "success", np.where(rng.random(rows) < 0.8, "failed_to_download", "refused"))
+    status = np.where(rng.random(rows) < 0.05, "skipped", status)
+    return pl.DataFrame({"url": [f"https://Site{k}.example/img/{i}.jpg" for i, k in enumerate(d)], "status": status,
+                         "bucket": np.where(rng.random(rows) < 0.5, "2014-2016", "2022")})
+
+
+def test_top_domains_merged_by_hash_class_equal_one_count(tmp_path, monkeypatch):
+    """Three files summed in 1 class and in 5: the same top domains per bucket as one group_by of
+    every row; each bucket's shares of attempted rows and of survivors by hand."""
+    frames = [_domain_file(s, 3000) for s in range(3)]
+    files = []
+    for i, df in enumerate(frames):
+        files.append(tmp_path / f"d{i}.parquet")
+        SD.domain_counts(df, pl.col("bucket")).write_parquet(files[-1])
+    whole = pl.concat(frames).filter(pl.col("status").is_in(["success", "failed_to_download", "refused"]))
+    want = {}
+    for (b,), g in whole.group_by("bucket"):
+        c = (g.group_by(pl.col("url").str.extract(r"://([^/]+)", 1).str.to_lowercase().alias("d"))
+             .agg(n=pl.len(), ok=(pl.col("status") == "success").sum()).sort("n", "d", descending=[True, False]))
+        want[b] = [list(r) for r in c.head(5).rows()]
+    for classes_rows in (10**9, 7):  # one class; then about 5 classes (35 domain rows per bucket pair / 7)
+        monkeypatch.setattr(SD, "MERGE_ROWS", classes_rows)
+        job = Job(tmp_path / f"job-{classes_rows}", "test", {"x": 1}, progress=False).check().open()
+        rows = sum(pl.read_parquet(f).height for f in files)
+        got = SD.merge_stage(job, InlineExecutor(), files, rows, top=5)
+        assert got == want
+    doc = survival({b: file_counts(whole.filter(pl.col("bucket") == b).with_columns(month=pl.lit(1, pl.Int8)), 2015)
+                    for b in ("2014-2016", "2022")})
+    doc = SD.with_domains(doc, got)
+    for b, v in doc["buckets"].items():
+        n_top, ok_top = sum(r[1] for r in want[b]), sum(r[2] for r in want[b])
+        assert v["domains"]["attempted_share"] == n_top / v["attempted"]
+        assert v["domains"]["survivor_share"] == ok_top / v["survived"]
+        first = v["domains"]["top"][0]
+        assert (first["low"], first["high"]) == wilson(first["survived"], first["attempted"])
+    assert "top 5 domains:" in format_survival(doc) and "site1.example" in format_survival(doc)

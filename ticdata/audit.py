@@ -44,6 +44,7 @@ from ticdata.manifest import bucket_table, checked_manifest_files, list_bucket_t
 from ticdata.snapshots import SnapshotTable
 from ticdata.storage import read_json, write_json_atomic, write_parquet_atomic
 from ticdata.survival import file_counts, survival, wilson  # noqa: F401  (wilson: also audit's API)
+from ticdata.survival_domains import domain_counts, merge_stage, with_domains
 
 log = logging.getLogger(__name__)
 AUDIT_JSON = "audit.json"
@@ -124,8 +125,11 @@ def audit_part(spec: PartSpec) -> dict:
     stats = {"rows": df.height, "domains": tables["domains"].height, "with_evidence": int(df["_has_ev"].sum()), "wrong": int(df["_wrong"].sum()),
              "impossible": int(df["_impossible"].sum()), "url_dated": int(df["sig_url"].is_not_null().sum()),
              "url_dated_day": int((df["sig_url"].is_not_null() & df["_url_has_day"].fill_null(False)).sum())}
-    if "status" in df.columns:  # downloaded: link rot per bucket (`ticdata.survival`)
+    if "status" in df.columns:  # downloaded: link rot per bucket (`ticdata.survival`) and its domains
         stats["survival"] = {b: file_counts(g, spec.year) for (b,), g in df.group_by("_rec_bucket") if b is not None}
+        rot = domain_counts(df, pl.col("_rec_bucket"))
+        write_parquet_atomic(out / "rot_domains.parquet", rot)
+        stats["rot_domain_rows"] = rot.height
     if spec.fix_out:
         stats["fixed"] = int(fixed["ts_fix_source"].is_not_null().sum())
         stats["fix_counts"] = _fix_counts(fixed, cols, bench)
@@ -264,7 +268,9 @@ def run_audit(dir: Path, out: Path, executor, fix: Path | None = None, progress:
         for b, c in s.get("survival", {}).items():
             counts.setdefault(b, []).extend(c)
     if counts:
-        result["survival"] = survival({b.name: counts[b.name] for b in bench.steps if b.name in counts})
+        rot = [job.path("parts", f"{i:06d}", "rot_domains.parquet") for i in range(len(parts))]
+        tops = merge_stage(job, executor, rot, sum(stats[t.key].get("rot_domain_rows", 0) for t in tasks))
+        result["survival"] = with_domains(survival({b.name: counts[b.name] for b in bench.steps if b.name in counts}), tops)
     official = official_agreement(doc)
     if official:
         result["official"] = official

@@ -155,7 +155,21 @@ def _survival_section(surv: dict) -> list[str]:
             "Successes over attempted rows of each bucket (and first-seen year), with the 95% Wilson interval: "
             "the web loses old images more often than new ones, so a regenerated bucket is smaller than the published one, "
             "and its survivors lean toward long-lived sites.", "",
-            *table(["bucket", "attempted", "survived", "survival [95% interval]", "lost"], rows)]
+            *table(["bucket", "attempted", "survived", "survival [95% interval]", "lost"], rows), *_domains_table(surv)]
+
+
+def _domains_table(surv: dict) -> list[str]:
+    """Per bucket, its largest domains' share of attempted rows against their share of survivors."""
+    pct = lambda x: "-" if x is None else f"{x:.1%}"  # noqa: E731
+    rows = [[name, str(len(d["top"])), pct(d["attempted_share"]), pct(d["survivor_share"]),
+             ", ".join(f"{r['domain']} {pct(r['survival'])} of {r['attempted']:,}" for r in d["top"][:3])]
+            for name, b in surv["buckets"].items() if (d := b.get("domains"))]
+    if not rows:
+        return []
+    return ["", "Where the survivors come from: the domains that contributed most attempted rows to each bucket, their "
+            "share of its attempted rows and of its survivors (a survivor share above the attempted share: the bucket now "
+            "leans more on those sites), and the largest three with their survival.", "",
+            *table(["domains of bucket", "top domains", "share of attempted", "share of survivors", "largest (survival of attempted)"], rows)]
 
 
 def _official_section(official: dict) -> list[str]:

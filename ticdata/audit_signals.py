@@ -17,6 +17,7 @@ from __future__ import annotations
 import polars as pl
 
 from ticdata.download_dates import timestamp_column
+from ticdata.survival_domains import domain_expr
 from ticdata.urldates import url_dates
 
 SIGNALS = ("recovered", "url", "exif", "last_modified", "snapshot")
@@ -50,5 +51,5 @@ def with_signals(lf: pl.LazyFrame, columns: list[str], snapshots: pl.DataFrame |
         [pl.when(pl.col(f"sig_{s}") >= lo).then(pl.col(f"sig_{s}")).otherwise(None).alias(f"sig_{s}") for s in ("url", "exif", "last_modified")]
     ).with_columns(
         sig_earliest=pl.min_horizontal(*[pl.col(f"sig_{s}") for s in TRUSTED]),
-        domain=pl.col("url").str.extract(r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]+)", 1).str.to_lowercase() if "url" in columns else pl.lit(None, pl.String),
+        domain=domain_expr() if "url" in columns else pl.lit(None, pl.String),
     )

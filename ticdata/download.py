@@ -45,6 +45,7 @@ from ticdata.download_plan import MergeSpec, PlanSpec, add_up, merge_file, numbe
 from ticdata.manifest import checked_manifest_files, load_manifest_json
 from ticdata.storage import atomic_dir, publish, rmtree, write_json_atomic, write_parquet_atomic
 from ticdata.survival import survival, with_official
+from ticdata.survival_domains import merge_stage, with_domains
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which would call PyPI
@@ -286,8 +287,9 @@ def _merge(config: DownloadConfig, job: Job, files: list, known: list[str], name
         holding.setdefault(part, []).append(str(status_path(job.state, b, shard)))
     reason = "not in the buckets of this download" if config.buckets else "outside every bucket of the benchmark"
     doc = load_manifest_json(config.dir)
+    domains = [job.path("domains", f"{i:06d}.parquet") for i in range(len(files))]
     tasks = [Task(f"merge-{i:06d}", merge_file, (MergeSpec(str(part), year, doc["benchmark"], tuple(names), tuple(holding.get(i, ())),
-                                                           reason), STATUS_COLUMNS), str(part))
+                                                           reason, str(domains[i])), STATUS_COLUMNS), str(part), outputs=(domains[i],))
              for i, (year, part) in enumerate(files)]
     stats = job.stage(executor, "merge", tasks)
     doc["columns"] = doc.get("columns", {}) | {c: str(t) for c, t in STATUS_COLUMNS.items()}
@@ -302,6 +304,7 @@ def _merge(config: DownloadConfig, job: Job, files: list, known: list[str], name
         summary[name] = {"rows": b["rows"], "statuses": b["statuses"], "shards": len(sizes_doc), "samples": sum(sizes_doc.values()),
                          "errors": b["errors"]}
     surv = survival({b: v["survival"] for b, v in per_bucket.items()})
+    surv = with_domains(surv, merge_stage(job, executor, domains, sum(stats[t.key].get("domain_rows", 0) for t in tasks)))
     lists = (doc.get("inputs") or {}).get("uid_lists") if isinstance(doc.get("inputs"), dict) else None
     if isinstance(lists, dict) and lists:  # a folder of official uid lists (`tic uids import`)
         surv = with_official(surv, lists)

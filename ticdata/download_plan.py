@@ -32,6 +32,7 @@ from ticdata.download_stats import error_histogram
 from ticdata.manifest import mark_table, update_file
 from ticdata.storage import write_parquet_atomic
 from ticdata.survival import file_counts
+from ticdata.survival_domains import domain_counts
 
 SHARDS_SCHEMA = {"bucket": pl.String, "shard": pl.Int64, "part": pl.Int64, "start": pl.Int64, "rows": pl.Int64}
 
@@ -108,6 +109,7 @@ class MergeSpec:
     wanted: tuple[str, ...]  # the fetched buckets: other rows without a status become `skipped`
     statuses: tuple[str, ...]  # the status tables of the shards holding this file's rows
     skip_reason: str
+    domains: str = ""  # where this file's domain counts go (`ticdata.survival_domains`)
 
 
 def merge_file(spec: MergeSpec, columns: dict) -> dict:
@@ -130,7 +132,10 @@ def merge_file(spec: MergeSpec, columns: dict) -> dict:
         ok = g.filter(pl.col("status") == "success").group_by("shard").len()
         out[b] = {"rows": g.height, "statuses": {str(s): int(n) for s, n in statuses.iter_rows()}, "errors": error_histogram(g),
                   "successes": {str(s): int(n) for s, n in ok.iter_rows()}, "survival": file_counts(g, spec.year)}
-    return {"buckets": out}
+    domains = domain_counts(df, bucket)
+    if spec.domains:
+        write_parquet_atomic(Path(spec.domains), domains)
+    return {"buckets": out, "domain_rows": domains.height}
 
 
 def add_up(stats: list[dict], buckets: list[str]) -> tuple[dict, dict]:

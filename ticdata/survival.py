@@ -89,6 +89,7 @@ def format_survival(doc: dict) -> str:
         lines.append(_line(name, b) + "  " + ", ".join(f"{s} {n:,}" for s, n in b["lost"].items()))
         if len(b["years"]) > 1:
             lines += ["  " + _line(y, r, 10) for y, r in b["years"].items()]
+    lines += format_domains(doc)
     if doc.get("official"):
         lines.append(f"{'official list':<14} {'listed':>12} {'in the pool':>12} {'downloaded':>12} {'lost':>12} {'kept':>7}")
         for name, o in doc["official"].items():
@@ -101,3 +102,17 @@ def _line(name: str, r: dict, width: int = 12) -> str:
     rate = "-" if r["survival"] is None else f"{r['survival']:.1%}"
     interval = "" if r["survival"] is None else f"[{r['low']:.1%}, {r['high']:.1%}]"
     return f"{name:<{width}} {r['attempted']:>10,} {r['survived']:>10,} {rate:>9}  {interval:<15}"
+
+
+def format_domains(doc: dict, show: int = 3) -> list[str]:
+    """One line per bucket: its top domains' share of attempted rows and of survivors, and the first few."""
+    lines = []
+    for b, v in doc["buckets"].items():
+        d = v.get("domains")
+        if not d:
+            continue
+        pct = lambda x: "-" if x is None else f"{x:.1%}"  # noqa: E731
+        first = ", ".join(f"{r['domain']} {pct(r['survival'])} of {r['attempted']:,}" for r in d["top"][:show])
+        lines.append(f"{b:<12} top {len(d['top'])} domains: {pct(d['attempted_share'])} of attempted, "
+                     f"{pct(d['survivor_share'])} of survivors ({first})")
+    return lines
