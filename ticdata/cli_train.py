@@ -13,7 +13,7 @@ from ticdata.errors import UserError
 _TRAIN_FLAGS = ("data", "out", "method", "samples_per_step", "batch_size", "model", "lr", "warmup", "warmup_first",
                 "warmup_later", "weight_decay", "precision", "seed", "workers", "device", "accum_freq", "buffer",
                 "buffer_factor", "lwf_weight", "lwf_data", "patching_alpha", "checkpoint_every", "log_every", "threads",
-                "report_to", "val_every")
+                "report_to", "val_every", "warn_epochs")
 
 
 def _methods() -> tuple[str, ...] | None:
@@ -184,6 +184,9 @@ def add_train(sub, common) -> None:
     tp.add_argument("--val", action="store_true", help="score the step's held-out retrieval set (DATA/eval/<step>/retrieval) "
                     "at the end of each step: log.jsonl \"val\" lines; the trained weights are the same as without it")
     tp.add_argument("--val-every", type=count, metavar="N", help="also validate every N samples of a step (implies --val)")
+    tp.add_argument("--warn-epochs", type=non_negative, metavar="X", help="warn when a step repeats a bucket more than X "
+                    "epochs (default 4: up to ~4 epochs of repeats are nearly as good as new data, Muennighoff et al. 2023); "
+                    "run.json records each step's unique samples and epochs per bucket")
     tp.add_argument("--set", action="append", metavar="KEY=VALUE", help="set any config key")
     tp.set_defaults(func=cmd_train)
 

@@ -15,6 +15,7 @@
     report_to = "tensorboard"            # also scalars in RUN/tensorboard/ (pip install 'tic[tensorboard]')
     val = true                           # score the step's held-out retrieval set at the end of each step
     val_every = 5000                     # ... and every 5,000 samples of a step (implies val)
+    warn_epochs = 4.0                    # warn when a step repeats a bucket more often (tic_train.data_use)
 
 Every key is also a flag (`--batch-size 128`); `--set key=value` sets any key. `tic train` needs the
 method from a flag, the config or a preset (`required`); the library's default is sequential.
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ticdata.errors import UserError
+from tic_train.data_use import WARN_EPOCHS
 from tic_train.methods import DATA_RULES, METHODS
 
 PRECISIONS = ("fp32", "bf16")
@@ -77,6 +79,9 @@ class RunConfig:
     report_to: str = ""  # "tensorboard": scalars also in RUN/tensorboard/ (open_clip_train's --report-to); "" or "none": off
     val: bool = False  # score the step's held-out retrieval set at the end of each step (log.jsonl, TensorBoard)
     val_every: int = 0  # ... and every this many samples of a step (implies val); 0: only `val`
+    # warn when a step repeats a bucket more than this many epochs: Muennighoff et al. 2023, "Scaling
+    # Data-Constrained Language Models", find up to ~4 epochs of repeats nearly as good as new data
+    warn_epochs: float = WARN_EPOCHS
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -220,7 +225,8 @@ def check(cfg: RunConfig) -> None:
               "val_every"):
         if getattr(cfg, k) < 0:
             raise UserError(f"{k} = {getattr(cfg, k)}: must not be negative")
-    for k in ("lr", "weight_decay", "beta1", "beta2", "eps", "lwf_weight", "lwf_temperature", "patching_alpha", "buffer_factor"):
+    for k in ("lr", "weight_decay", "beta1", "beta2", "eps", "lwf_weight", "lwf_temperature", "patching_alpha", "buffer_factor",
+              "warn_epochs"):
         if not math.isfinite(float(getattr(cfg, k))) or float(getattr(cfg, k)) < 0:
             raise UserError(f"{k} = {getattr(cfg, k)}: must be a finite number, not negative")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):

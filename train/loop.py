@@ -8,7 +8,8 @@ samples (C; Oracle T x C, once) in batches (tic_train.step, which also resumes a
 writes its checkpoint RUN/checkpoints/step-NN-<name>/.
 
 RUN/log.jsonl: one line per `log_every` optimizer steps (loss, lr, samples/s) and one per finished
-step (samples seen, optimizer steps, estimated MACs, draws per bucket, skipped samples); with
+step (samples seen, optimizer steps, estimated MACs, draws per bucket, skipped samples, and `data_use`: unique
+samples and epochs per bucket, with a warning past `warn_epochs`, tic_train.data_use); with
 `val`/`val_every`, validation lines (tic_train.validation: the step's held-out retrieval set, at the
 end of each step on the step's final model, and every `val_every` samples); with `report_to =
 "tensorboard"`, the same scalars in RUN/tensorboard/ (tic_train.jsonlog).
@@ -33,6 +34,7 @@ from tic_train.checkpoint import load_weights, save_checkpoint
 from tic_train.config import RunConfig, check
 from tic_train.documents import load_run_doc
 from tic_train.data import StepPlan
+from tic_train.data_use import available, data_use, format_data_use
 from tic_train.env import Env, barrier, setup_env
 from tic_train.jsonlog import JsonlLog
 from tic_train.methods import Method, method
@@ -46,7 +48,7 @@ from tic_train.validation import Validator, validate
 log = logging.getLogger(__name__)
 # settings a rerun (a resume) may change: they do not change what is trained
 RERUN_MAY_CHANGE = {"progress", "workers", "checkpoint_every", "log_every", "threads", "deterministic", "report_to", "val",
-                    "val_every"}
+                    "val_every", "warn_epochs"}
 TENSORBOARD_DIR = "tensorboard"  # RUN/tensorboard/: open_clip_train's name for its event files
 
 
@@ -88,7 +90,9 @@ def _run_doc(cfg: RunConfig, run: Path, fresh: dict) -> dict:
     if not path.exists():
         return fresh
     previous = load_run_doc(run)
-    changed = sorted(k for k, v in cfg.to_json().items() if k not in RERUN_MAY_CHANGE and previous["config"].get(k) != v)
+    # a key the run's config lacks (a setting added since the run was made) held its default then
+    before = RunConfig().to_json() | previous["config"]
+    changed = sorted(k for k, v in cfg.to_json().items() if k not in RERUN_MAY_CHANGE and before.get(k) != v)
     if changed:
         raise UserError(f"{run}: holds a run with another config (differs in {', '.join(changed)}); use another --out")
     previous["config"] = cfg.to_json()
@@ -179,6 +183,7 @@ def _train_one(cfg: RunConfig, env: Env, rules: Method, run: Path, buckets: list
     macs = macs_per_sample(model, env.device, image_size, model.context_length)
     log.info("step %s (%d/%d): %s, %s samples, weights %s", name, t + 1, T, cfg.method, f"{budget:,}",
              ", ".join(f"{buckets[i].name}={w:.3f}" for i, w in enumerate(mix.weights) if w))
+    expected = _expect(cfg, buckets, name, mix, budget)
     validator = Validator(Path(cfg.data), name, env.device, tokenizer) if cfg.validates and env.main else None
     stats = train_step(StepJob(cfg, env, run, model, teacher, transform, tokenizer, plan, t, name, jlog, macs,
                                warmup=cfg.warmup_for(warm_from is not None), samples_before=before, validator=validator))
@@ -195,9 +200,28 @@ def _train_one(cfg: RunConfig, env: Env, rules: Method, run: Path, buckets: list
     info = {"step": name, "step_index": t, "method": cfg.method, "warm_start": warm_from is not None,
             "weights": list(mix.weights), "limits": list(mix.limits), "budget": budget,
             "device": env.device.type, "processes": env.world} | stats
+    info["data_use"] = _data_use(cfg, buckets, name, mix.limits, stats["per_bucket"])
+    if info["data_use"]["warning"] and info["data_use"]["warning"] != expected:  # said already when it was as expected
+        log.warning("%s", info["data_use"]["warning"])
     if env.device.type == "cuda":  # accelerator time: wall seconds of the step x processes (one GPU each)
         info["gpu_hours"] = round(stats["seconds"] * env.world / 3600, 6)
     return model, info, finetuned
+
+
+def _expect(cfg: RunConfig, buckets: list[Bucket], name: str, mix, budget: int) -> str | None:
+    """Before the step spends its compute: the data use its weights x budget imply, and the warning
+    (returned) when that already repeats a bucket more than cfg.warn_epochs times."""
+    use = _data_use(cfg, buckets, name, mix.limits, [round(w * budget) for w in mix.weights])
+    log.info("step %s expects (weights x budget) %s", name, format_data_use(use))
+    if use["warning"]:
+        log.warning("%s (expected before training)", use["warning"])
+    return use["warning"]
+
+
+def _data_use(cfg: RunConfig, buckets: list[Bucket], name: str, limits, draws: list[int]) -> dict:
+    """tic_train.data_use's record of step `name` drawing `draws` samples per bucket."""
+    sizes = [b.size for b in buckets]
+    return data_use(name, [b.name for b in buckets], available(sizes, list(limits)), sizes, draws, cfg.warn_epochs)
 
 
 def _interpolate(cfg: RunConfig, env: Env, model: torch.nn.Module, previous: Path) -> None:
@@ -211,9 +235,17 @@ def _interpolate(cfg: RunConfig, env: Env, model: torch.nn.Module, previous: Pat
 
 
 def format_run_table(doc: dict) -> str:
-    lines = [f"{'step':<12} {'samples':>10} {'opt steps':>10} {'GMACs':>12} {'loss first':>11} {'loss last':>10} {'samples/s':>10}"]
+    """One row per finished step, with its unique samples and most repeated bucket's epochs ('-' for
+    a step trained before tic recorded them), then the steps' repetition warnings."""
+    lines = [(f"{'step':<12} {'samples':>10} {'opt steps':>10} {'GMACs':>12} {'loss first':>11} {'loss last':>10} "
+              f"{'samples/s':>10} {'unique':>10} {'max epochs':>10}")]
+    warnings = []
     for name, s in doc["steps"].items():
         sps = s["samples"] / s["seconds"] if s.get("seconds") else float("nan")
+        use = s.get("data_use")
+        unique, epochs = (f"{use['unique']:,}", f"{use['max_epochs']:.2f}") if use else ("-", "-")
         lines.append(f"{name:<12} {s['samples']:>10,} {s['optimizer_steps']:>10,} {s['estimated_macs'] / 1e9:>12,.1f} "
-                     f"{s['loss_first']:>11.3f} {s['loss_last']:>10.3f} {sps:>10.1f}")
-    return "\n".join(lines)
+                     f"{s['loss_first']:>11.3f} {s['loss_last']:>10.3f} {sps:>10.1f} {unique:>10} {epochs:>10}")
+        if use and use.get("warning"):
+            warnings.append(f"warning: {use['warning']}")
+    return "\n".join(lines + warnings)
