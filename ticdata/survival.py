@@ -27,7 +27,8 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
     den = 1 + z * z / n
     mid = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
+    # exact ends where the formula's rounding would leave 0 of n a hair above 0, n of n a hair below 1
+    return (0.0 if k == 0 else max(0.0, mid - half)), (1.0 if k == n else min(1.0, mid + half))
 
 
 def file_counts(df: pl.DataFrame, year: int) -> list[list]:

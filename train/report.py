@@ -13,6 +13,9 @@ run.json). "per step" is what it costs to have an up-to-date model after every s
 compute for every method that produces one checkpoint per step, and for Oracle, which trains once
 on all data, the cost of retraining it from scratch on D_1..D_t at every step with t x C samples:
 sum over t of t x C samples, (T + 1) / 2 times its run (MACs scaled alike). The report says so.
+
+What the scores were trained on, when the documents record it (tic_train.report_data): the data
+folder's link rot per bucket and first-seen year, and each step's data repetition.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ticdata.errors import UserError
 from ticdata.htmlreport import cell, markdown_to_html, table
 from ticdata.layout import check_apart
 from ticdata.storage import check_output_folder, write_text_atomic
+from tic_train import report_data
 from tic_train import report_figures as figs
 from tic_train.documents import load_matrix, load_run_doc
 from tic_train.matrix import column_labels
@@ -67,6 +71,7 @@ def build_report(runs: list[Path], out: Path) -> Path:
 
     matplotlib.use("Agg")
     ms = load_matrices([Path(r) for r in runs])
+    surv, uses = report_data.read_survival(ms[0]["data"]), report_data.read_data_use(ms, runs)  # checked before any write
     out = Path(out)
     check_apart(out, {f"run folder {i + 1}": Path(r) for i, r in enumerate(runs)})
     check_output_folder(out)
@@ -95,6 +100,8 @@ def build_report(runs: list[Path], out: Path) -> Path:
     for title, name in figures:
         md += [f"### {title}", "", f"![{title}]({name})", ""]
     md += _patching_section(ms, out)
+    md += report_data.survival_section(surv, ms[0]["data"], out)
+    md += report_data.repetition_section(uses)
     md += ["## Inputs", ""]
     for m in ms:
         md.append(f"- {m['method']}: run `{m['run']}` (model {cell(m['model'])}; {len(m['rows'])} checkpoints: "

@@ -228,3 +228,57 @@ def patching_alpha(m: dict, alphas: list[str], path: Path) -> None:
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
+
+
+YEAR_AXIS = "first-seen year (the year the manifest dates the row)"
+SURVIVAL_AXIS = "survival (share of attempted rows downloaded)"
+
+
+def survival_points(surv: dict) -> list[dict]:
+    """One point per bucket and first-seen year with a rate (`ticdata.survival.survival`'s years): bucket,
+    year, survival, low, high, and x, the year moved a little sideways where several buckets share it
+    (month buckets), so that no point hides another."""
+    pts = [{"bucket": b, "year": int(y), "survival": r["survival"], "low": r["low"], "high": r["high"]}
+           for b, rec in surv["buckets"].items() for y, r in rec["years"].items() if r["survival"] is not None]
+    for year in {p["year"] for p in pts}:
+        same = [p for p in pts if p["year"] == year]
+        step = min(0.6 / len(same), 0.15)
+        for k, p in enumerate(same):
+            p["x"] = year + (k - (len(same) - 1) / 2) * step
+    return pts
+
+
+def survival_figure(surv: dict):
+    """Link rot (a matplotlib Figure, not saved, and the points it plots): survival per first-seen year
+    with its 95% Wilson interval as error bars, one colour per bucket."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    pts = survival_points(surv)
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    for bucket in dict.fromkeys(p["bucket"] for p in pts):
+        own = [p for p in pts if p["bucket"] == bucket]
+        ys = [p["survival"] for p in own]
+        # max(0, ...): at 0% or 100% the interval's rounding can fall a hair on the wrong side of the rate
+        err = [[max(0.0, y - p["low"]) for y, p in zip(ys, own)], [max(0.0, p["high"] - y) for y, p in zip(ys, own)]]
+        ax.errorbar([p["x"] for p in own], ys, yerr=err, fmt="o", capsize=3, label=bucket)
+    ax.set_ylim(0, 1.02)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(YEAR_AXIS)
+    ax.set_ylabel(SURVIVAL_AXIS)
+    ax.set_title("Link rot: survival by first-seen year (bars: 95% Wilson interval)", fontsize=10)
+    ax.grid(alpha=0.3)
+    if pts:
+        ax.legend(title="bucket", fontsize=8, title_fontsize=8, ncol=max(1, len(surv["buckets"]) // 8))
+    fig.tight_layout()
+    return fig, pts
+
+
+def survival(surv: dict, path: Path) -> list[dict]:
+    """Save `survival_figure` at `path`; return its points."""
+    import matplotlib.pyplot as plt
+
+    fig, pts = survival_figure(surv)
+    save_figure_atomic(fig, path, dpi=110)
+    plt.close(fig)
+    return pts
