@@ -62,3 +62,22 @@ def test_a_marked_block_runs_as_written(demo_root, line, lang, code):
         cmd = ["bash", "-euo", "pipefail", "-c", code]
     r = subprocess.run(cmd, cwd=demo_root, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"README block at line {line} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+
+
+def test_the_demo_shows_link_rot(demo_root):
+    """The demo's world loses old images more often (ticdata.synth.world_pool's age curve): in the
+    downloaded folder each bucket keeps a larger share than the one before, so the oldest keeps the
+    least, and every first-seen year lost at least its rotted pairs; the report carries the table."""
+    import json
+
+    out = demo_root / "out" / "demo"
+    world = json.loads((out / "world" / "_world.json").read_text())
+    surv = json.loads((out / "world-curated" / "manifest.json").read_text())["download"]["survival"]
+    rates = [b["survival"] for b in surv["buckets"].values()]
+    assert list(surv["buckets"]) == [s["name"] for s in world["steps"]]
+    assert rates == sorted(rates) and rates[0] < rates[-1] - 0.1 and surv["min"] == rates[0]
+    for b in surv["buckets"].values():
+        for year, r in b["years"].items():
+            assert r["attempted"] - r["survived"] >= world["link_rot"]["years"][year]["rotted"]
+    report = (out / "report" / "report.md").read_text()
+    assert "## Link rot" in report and "survival.png" in report

@@ -89,7 +89,7 @@ def format_survival(doc: dict) -> str:
     for name, b in doc["buckets"].items():
         lines.append(_line(name, b) + "  " + ", ".join(f"{s} {n:,}" for s, n in b["lost"].items()))
         if len(b["years"]) > 1:
-            lines += ["  " + _line(y, r, 10) for y, r in b["years"].items()]
+            lines += ["  " + _line(y, r, 10).rstrip() for y, r in b["years"].items()]
     lines += format_domains(doc)
     if doc.get("official"):
         lines.append(f"{'official list':<14} {'listed':>12} {'in the pool':>12} {'downloaded':>12} {'lost':>12} {'kept':>7}")
