@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "ticdata.mix": 1,
     "ticdata.errors": 1,
     "ticdata.shapes": 1,
+    "ticdata.extras": 1,
     # 2 shared rules, formats and runtime
     "ticdata.layout": 2,
     "ticdata.documents": 2,

@@ -101,7 +101,14 @@ def _section(title: str, intro: list[str], head: list[str], rows: list[list], no
 
 def write_report(result: dict, out: Path) -> Path:
     out = Path(out)
-    figs = _plots(result, out)
+    try:
+        figs, no_figures = _plots(result, out), []
+    except ImportError as e:  # the base install: the tables without the figures, and what to install
+        from ticdata.extras import missing_extra
+
+        if missing_extra(e) is None:
+            raise
+        figs, no_figures = [], [f"Figures: not drawn; {missing_extra(e)}.", ""]
     w = result["wrong_bucket"]
     pct = lambda x: "-" if x is None else f"{x:.2%}"  # noqa: E731
     md = ["# tic audit", "", f"Input: `{result['inputs']['dir']}` ({result['rows']:,} rows, benchmark {cell(result['inputs']['benchmark'])}).", "",
@@ -118,6 +125,7 @@ def write_report(result: dict, out: Path) -> Path:
     md += ["## Coverage and agreement", "", *table(["signal", "rows", "share", "same year as recovered"], coverage), "",
            "Signals: recovered (first sighting), url (date in the URL path), exif (DateTimeOriginal), last_modified "
            "(HTTP header; weak, reported only), snapshot (start of the first crawl that saw the row).", ""]
+    md += no_figures
     for title, name, caption in figs:
         md += [f"## {title}", "", f"![{title}]({name})", "", f"**Figure.** {caption}", ""]
     md += _section("Domains with the most disagreement", [], ["domain", "rows", "with evidence", "wrong bucket", "impossible order"],

@@ -85,9 +85,20 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     _setup_logging(args.quiet, args.verbose)
     try:
+        from ticdata.extras import require
+
+        require(f"{args.verb} {getattr(args, 'what', '')}".strip() if args.verb == "synth" else args.verb)
         return args.func(args)
     except UserError as e:
         print(f"tic: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # an optional extra not installed: name it, in one line
+        from ticdata.extras import missing_extra
+
+        line = missing_extra(e)
+        if line is None:
+            raise
+        print(f"tic {args.verb}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tic: interrupted; rerun the same command to resume", file=sys.stderr)
