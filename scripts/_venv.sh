@@ -1,5 +1,6 @@
-# Sourced by demo.sh and test.sh: create .venv with the pinned stack on first use, then reuse it.
-# Idempotent: reinstalls only when pyproject.toml changed since the last install.
+# Sourced by demo.sh and test.sh: create .venv with the locked stack on first use, then reuse it.
+# pyproject.toml declares ranges; constraints.txt (the lock) fixes every version, so the README's
+# two commands install the same stack everywhere. Idempotent: reinstalls only when either changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -8,14 +9,14 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 STAMP="$VENV/.tic-installed"
 # albumentations (pulled in by img2dataset) checks PyPI for updates on import: never, not even below.
 export NO_ALBUMENTATIONS_UPDATE=1
-WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ]; then
     echo "[tic] creating $VENV" >&2
     "$PY" -m venv "$VENV"
 fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-    echo "[tic] installing the pinned stack into $VENV (first use only)" >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[all,test]" 2>&1 \
+    echo "[tic] installing the locked stack (constraints.txt) into $VENV (first use only)" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT[all,test]" 2>&1 \
         | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
     "$VENV/bin/python" -c "import ticdata, polars, ray, pyarrow, torch, open_clip, webdataset, img2dataset" \
         || { echo "[tic] installation failed; see the pip output above" >&2; exit 1; }
