@@ -2,7 +2,7 @@
 
 The base install (`pip install tic`) runs the data verbs that need only Polars, pyarrow and Ray:
 curate, uids, audit (without its figures), synth pool, benchmarks. The rest need an extra:
-`tic[images]` (download, reshard, evalsets, the synthetic image world), `tic[train]` (train, eval,
+`tic[images]` (download, evalsets, the synthetic image world; reshard needs none), `tic[train]` (train, eval,
 report), `tic[plots]` (audit's figures), `tic[tensorboard]`.
 """
 
