@@ -4,7 +4,7 @@
 For the full size and a quarter of it: make a synthetic pool (`tic synth pool`), then run, several
 times each and alternating, `tic curate POOL --out ...` (local Ray, all cores) and a DuckDB COPY
 that validates, dates, deduplicates (earliest row per uid, n_seen) and writes Parquet partitioned
-by year. (The query uses window functions with QUALIFY: the GROUP BY + arg_min formulation took
+by year, with every column of tic's manifest (checked after each size). (The query uses window functions with QUALIFY: the GROUP BY + arg_min formulation took
 2.5-4x longer and 2-3x the memory at 4M-16M rows, so the faster one is the peer.) Prints median wall time, rows/s, the ratio, and peak memory of each process tree (sum of
 RSS over the process and its descendants, sampled every 0.2 s; Ray's raylet, GCS and workers are
 children of the driver; shared pages count once per process, so the sum overstates tic's, which
@@ -56,17 +56,23 @@ COPY (
            nullif(regexp_extract(source, '@SNAP_RE@', 1), '') AS snap
     FROM read_parquet('@POOL@/**/*.parquet', filename=true, file_row_number=true)
   ),
+  ranged AS (
+    SELECT *, CASE WHEN ct >= TIMESTAMPTZ '1990-01-01 00:00:00+00' AND ct < TIMESTAMPTZ '2100-01-01 00:00:00+00' THEN ct END AS ctv
+    FROM raw
+  ),
   dated AS (
-    SELECT r.*, coalesce(CASE WHEN ct >= TIMESTAMPTZ '1990-01-01 00:00:00+00' AND ct < TIMESTAMPTZ '2100-01-01 00:00:00+00' THEN ct END, c.start) AS ts
-    FROM raw r LEFT JOIN crawls c ON c.id = r.snap
+    SELECT r.*, coalesce(ctv, c.start) AS ts,
+           CASE WHEN ctv IS NOT NULL THEN 'crawl_time' WHEN c.start IS NOT NULL THEN 'snapshot' END AS ts_signal
+    FROM ranged r LEFT JOIN crawls c ON c.id = r.snap
   ),
   valid AS (
     SELECT * FROM dated
     WHERE url IS NOT NULL AND trim(url) <> '' AND text IS NOT NULL AND trim(text) <> ''
       AND regexp_full_match(uid, '[0-9a-f]{32}') AND ts IS NOT NULL
   )
-  SELECT uid, url, text, ts, count(*) OVER (PARTITION BY uid) AS n_seen, snap AS first_snapshot,
-         original_width, original_height, clip_b32_similarity_score, year(ts) AS year, month(ts) AS month
+  SELECT uid, url, text, ts, month(ts) AS month, count(*) OVER (PARTITION BY uid) AS n_seen, snap AS first_snapshot,
+         ts_signal, 'train' AS split, source, ctv AS crawl_time,
+         original_width, original_height, clip_b32_similarity_score, year(ts) AS year
   FROM valid
   QUALIFY row_number() OVER (PARTITION BY uid ORDER BY ts, filename, file_row_number) = 1
 ) TO '@OUT@' (FORMAT parquet, PARTITION_BY (year), COMPRESSION zstd)
@@ -178,6 +184,10 @@ def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "
 
     kept_duck = pl.scan_parquet(str(root / "out-duckdb" / "**" / "*.parquet")).select(pl.len()).collect().item()
     assert kept_duck == doc["ledger"]["kept"], (kept_duck, doc["ledger"]["kept"])
+    # the same job: both write every column of tic's manifest (year is the folder name in both)
+    cols = lambda d: set(pl.scan_parquet(str(d / "**" / "*.parquet"), hive_partitioning=False).collect_schema())  # noqa: E731
+    assert cols(root / "out-duckdb") == cols(CuratedFolder(root / "out-tic").manifest_dir), (
+        cols(root / "out-duckdb") ^ cols(CuratedFolder(root / "out-tic").manifest_dir))
     med = lambda xs: statistics.median(x[0] for x in xs)  # noqa: E731
     peak = lambda xs, k: max(x[1].get(k, 0) for x in xs)  # noqa: E731
     results = []
