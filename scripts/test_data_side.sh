@@ -14,19 +14,12 @@ if [ -z "$PY" ] || ! "$PY" -c "" 2>/dev/null; then  # a pyenv shim of a version 
 fi
 [ -n "$PY" ] && "$PY" -c "" || { echo "[tic] no python$VERSION here (pyenv install $VERSION)" >&2; exit 1; }
 LOCK="${TIC_LOCK:-constraints.txt}"
-VENV="$ROOT/.venv-py$VERSION$([ "$LOCK" = constraints.txt ] || echo "-${LOCK%.txt}" | sed 's/-constraints-/-/')"
-STAMP="$VENV/.tic-installed"
-export NO_ALBUMENTATIONS_UPDATE=1 RAY_USAGE_STATS_ENABLED="${RAY_USAGE_STATS_ENABLED:-0}"
-WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/$LOCK" | sha256sum | cut -d' ' -f1)"
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-    echo "[tic] installing the data side ($LOCK) into $VENV ($("$PY" --version))" >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c "$ROOT/$LOCK" -e "$ROOT[images,plots,test-data]" 2>&1 \
-        | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
-    "$VENV/bin/python" -c "import ticdata, polars, ray, pyarrow, img2dataset, duckdb, matplotlib" \
-        || { echo "[tic] installation failed; see the pip output above" >&2; exit 1; }
-    echo "$WANT" > "$STAMP"
-fi
+_TIC_LOCK="$LOCK"
+_TIC_VENV="$ROOT/.venv-py$VERSION$([ "$LOCK" = constraints.txt ] || echo "-${LOCK%.txt}" | sed 's/-constraints-/-/')"
+_TIC_EXTRAS="images,plots,test-data"
+_TIC_IMPORTS="ticdata, polars, ray, pyarrow, img2dataset, duckdb, matplotlib"
+PYTHON="$PY"
+source "$ROOT/scripts/_venv.sh"
 cd "$ROOT"
 export TIC_LOCK="$LOCK"  # tests/test_packaging.py compares the installed versions with it
 mapfile -t FILES < <(grep -v '^#' tests/data_side.txt | sed '/^$/d; s#^#tests/#')
