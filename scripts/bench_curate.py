@@ -186,8 +186,8 @@ def bench_size(root: Path, rows: int, repeats: int, threads: int, shape: str = "
     assert kept_duck == doc["ledger"]["kept"], (kept_duck, doc["ledger"]["kept"])
     # the same job: both write every column of tic's manifest (year is the folder name in both)
     cols = lambda d: set(pl.scan_parquet(str(d / "**" / "*.parquet"), hive_partitioning=False).collect_schema())  # noqa: E731
-    assert cols(root / "out-duckdb") == cols(CuratedFolder(root / "out-tic").manifest_dir), (
-        cols(root / "out-duckdb") ^ cols(CuratedFolder(root / "out-tic").manifest_dir))
+    ours_cols, duck_cols = cols(CuratedFolder(root / "out-tic").manifest_dir), cols(root / "out-duckdb")
+    assert duck_cols == ours_cols, duck_cols ^ ours_cols
     med = lambda xs: statistics.median(x[0] for x in xs)  # noqa: E731
     peak = lambda xs, k: max(x[1].get(k, 0) for x in xs)  # noqa: E731
     results = []
