@@ -13,7 +13,8 @@ samples and epochs per bucket, with a warning past `warn_epochs`, tic_train.data
 `val`/`val_every`, validation lines (tic_train.validation: the step's held-out retrieval set, at the
 end of each step on the step's final model, and every `val_every` samples); with `report_to =
 "tensorboard"`, the same scalars in RUN/tensorboard/ (tic_train.jsonlog).
-RUN/run.json: the config, the benchmark's buckets and sizes, and every finished step.
+RUN/run.json: the config, the benchmark's buckets, their sizes and fingerprints (a rerun on other data
+is refused, not resumed: tic_train.shards.Bucket.fingerprint), and every finished step.
 Several processes (torchrun; gloo on CPU, NCCL on GPU) split each global batch; rank 0 writes.
 A run refused before it trained anything (tic_train.preflight's checks, a damaged training shard, an
 unknown model) leaves no run folder behind when it made that folder.
@@ -47,8 +48,9 @@ from tic_train.validation import Validator, validate
 
 log = logging.getLogger(__name__)
 # settings a rerun (a resume) may change: they do not change what is trained
+# (and `steps`, which steps this call trains: a run may be trained a step per job)
 RERUN_MAY_CHANGE = {"progress", "workers", "checkpoint_every", "log_every", "threads", "deterministic", "report_to", "val",
-                    "val_every", "warn_epochs"}
+                    "val_every", "warn_epochs", "steps"}
 TENSORBOARD_DIR = "tensorboard"  # RUN/tensorboard/: open_clip_train's name for its event files
 
 
@@ -84,19 +86,40 @@ def _step_folder(run: Path, t: int, name: str) -> Path:
     return RunFolder(run).step_checkpoint(t, name)
 
 
+class TrainedOnOtherData(UserError):
+    """The run folder's finished steps were trained on other samples than the data folder holds now."""
+
+
 def _run_doc(cfg: RunConfig, run: Path, fresh: dict) -> dict:
     """run.json: the folder's own when it holds this run (a rerun resumes it), else `fresh`."""
     path = RunFolder(run).run_json
     if not path.exists():
         return fresh
     previous = load_run_doc(run)
+    _check_same_data(run, previous, fresh)
     # a key the run's config lacks (a setting added since the run was made) held its default then
     before = RunConfig().to_json() | previous["config"]
     changed = sorted(k for k, v in cfg.to_json().items() if k not in RERUN_MAY_CHANGE and before.get(k) != v)
     if changed:
         raise UserError(f"{run}: holds a run with another config (differs in {', '.join(changed)}); use another --out")
     previous["config"] = cfg.to_json()
+    previous["data_fingerprint"] = fresh["data_fingerprint"]
     return previous
+
+
+def _check_same_data(run: Path, previous: dict, fresh: dict) -> None:
+    """A resume continues on the samples its finished steps saw: each bucket's fingerprint (or, for a
+    run made before tic kept one, its size) must be what run.json recorded."""
+    then = previous.get("data_fingerprint")
+    key, was, now = ("fingerprint", then, fresh["data_fingerprint"]) if then else ("samples", previous["buckets"], fresh["buckets"])
+    moved = [n for n in fresh["buckets"] if was.get(n) != now.get(n)]
+    if moved:
+        n = moved[0]
+        sizes = f"{previous['buckets'].get(n, 0):,} samples then, {fresh['buckets'][n]:,} now"
+        raise TrainedOnOtherData(
+            f"{run}: its finished steps were trained on other data: bucket {n} ({key} differs; {sizes})"
+            f"{f' and {len(moved) - 1} more bucket(s)' if len(moved) > 1 else ''}; train into another --out, or delete "
+            f"{run} to train again on {previous.get('data', 'the data folder')}")
 
 
 def run_training(cfg: RunConfig) -> dict:
@@ -123,9 +146,10 @@ def _train_steps(cfg: RunConfig, env: Env, bench, names: list[str], C: int) -> d
     folder = RunFolder(run)
     buckets = open_buckets(CuratedFolder(data).train_shards, names, folder.index_cache())
     sizes = [b.size for b in buckets]
-    jlog = JsonlLog(folder.log_jsonl, env.main, run / TENSORBOARD_DIR if cfg.tensorboard else None)
     run_doc = _run_doc(cfg, run, {"config": cfg.to_json(), "data": str(data.resolve()), "benchmark": bench.to_json(),
-                                  "buckets": dict(zip(names, sizes)), "samples_per_step": C, "steps": {}})
+                                  "buckets": dict(zip(names, sizes)), "samples_per_step": C, "steps": {},
+                                  "data_fingerprint": {b.name: b.fingerprint for b in buckets}})
+    jlog = JsonlLog(folder.log_jsonl, env.main, run / TENSORBOARD_DIR if cfg.tensorboard else None)
     T = len(names)
     todo = [t for t in rules.steps_to_train(T) if not cfg.steps or names[t] in cfg.steps]
     prev_folder = None

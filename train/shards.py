@@ -13,7 +13,9 @@ so random access is a `pread` of the image bytes: a step can start, or resume, a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +93,18 @@ class Bucket:
             ends = self.__dict__["_ends"] = np.cumsum(self.counts)
         t = np.searchsorted(ends, i, side="right")
         return t, i - (ends[t] - self.counts[t])
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """16 hex digits of sha256 over the sample keys in order and the tars' byte sizes: the same
+        samples give the same digest wherever the folder lies, and a bucket whose samples or tars
+        changed (downloaded, curated or carved again) reads differently: a resume is told apart from
+        a rerun on other data."""
+        h = hashlib.sha256(self.name.encode())
+        for tar, ix in zip(self.tars, self.indexes):
+            h.update(f"\0{tar.stat().st_size}\0{len(ix)}\0".encode())
+            h.update("\n".join(ix.keys.tolist()).encode())
+        return h.hexdigest()[:16]
 
 
 def bucket_folders(shards: ShardsFolder, names: list[str]) -> list[Path]:

@@ -64,6 +64,11 @@ class StepJob:
     def resume_folder(self) -> Path:
         return resume_folder(self.run)
 
+    @property
+    def data(self) -> str:
+        """The fingerprints of the buckets the step draws from (a resume state from other data is not used)."""
+        return ",".join(b.fingerprint for b in self.plan.buckets)
+
 
 def resume_folder(run: Path) -> Path:
     return RunFolder(run).resume
@@ -117,6 +122,10 @@ def _resume(job: StepJob, opt) -> tuple[int, dict]:
         st = load_state(folder)
         try:
             same_step = int(st["step_index"]) == job.t
+            if same_step and st.get("data", job.data) != job.data:  # a state saved before tic kept it: same data assumed
+                log.warning("step %s: the resume state in %s was saved on other data; the step starts from its beginning",
+                            job.name, folder)
+                same_step = False
             if same_step:
                 load_weights(job.model, folder)
                 opt.load_state_dict(st["optimizer"])
@@ -259,7 +268,7 @@ class _Tally:
 def _save_resume(job: StepJob, opt, next_batch: int, tally: _Tally) -> None:
     """The resume checkpoint: weights, and optimizer, next batch, RNG states and counters in state.pt."""
     tally.add_seconds()
-    state = {"step_index": job.t, "next_batch": next_batch, "optimizer": opt.state_dict(), "rng": rng_state(job.env),
+    state = {"step_index": job.t, "data": job.data, "next_batch": next_batch, "optimizer": opt.state_dict(), "rng": rng_state(job.env),
              "counters": json.dumps(tally.counters)}
     if job.env.main:
         save_checkpoint(job.resume_folder, job.model, job.cfg.model, {"step": job.name, "step_index": job.t, "next_batch": next_batch},
