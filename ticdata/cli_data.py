@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ticdata.errors import UserError
+from ticdata.extras import missing_extra
 from ticdata.cli_args import add_executor_flags, count, executor, positive, seconds, share
 
 log = logging.getLogger("ticdata")
@@ -175,7 +176,7 @@ def cmd_evalsets(args) -> int:
             try:
                 from tic_train.caption_scorer import CaptionScorer
             except ImportError as e:
-                raise UserError(f"--caption-model needs torch and open_clip ({e.name} is missing): pip install 'tic[train]'") from None
+                raise UserError(f"--caption-model: {missing_extra(e) or e}") from None
             scorer = CaptionScorer(config.caption_model, config.caption_pretrained, args.cache_dir)
 
             def scorer_factory():

@@ -21,6 +21,11 @@ EXTRAS: dict[str, tuple[str, str]] = {
 }
 
 
+def install_hint(module: str) -> str:
+    """The pip line of the extra that brings `module` (a top-level name in EXTRAS)."""
+    return f"pip install 'tic[{EXTRAS[module.split('.')[0]][1]}]'"
+
+
 def missing_extra(err: ImportError) -> str | None:
     """One line naming the missing module and the extra that brings it, or None when the module is
     not one of an extra's (then it is a broken install, not a missing extra)."""
@@ -28,7 +33,7 @@ def missing_extra(err: ImportError) -> str | None:
     if name not in EXTRAS:
         return None
     dist, extra = EXTRAS[name]
-    return f"this needs {dist} ({name} is not installed), from tic's '{extra}' extra: pip install 'tic[{extra}]'"
+    return f"this needs {dist} ({name} is not installed), from tic's '{extra}' extra: {install_hint(name)}"
 
 
 # what each verb imports beyond the base install, checked before it starts (a verb that failed in

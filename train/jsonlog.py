@@ -16,8 +16,9 @@ import json
 from pathlib import Path
 
 from ticdata.errors import UserError
+from ticdata.extras import install_hint
 
-TENSORBOARD_EXTRA = "pip install 'tic[tensorboard]'"
+TENSORBOARD_EXTRA = install_hint("tensorboard")
 
 
 class JsonlLog:
