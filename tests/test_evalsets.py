@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pickle
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from ticdata.curate import CurateConfig, curate
 from ticdata.download import DownloadConfig, download
 from ticdata.errors import UserError
-from ticdata.evalsets import EvalConfig, build_evalsets
+from ticdata.evalsets import EvalConfig, build_evalsets, format_evalsets_table
 from ticdata.evalsets_tasks import FlagSpec, flag_training
 from ticdata.executor import InlineExecutor, RayExecutor, run_stage
 from ticdata.fetch import FetchPolicy
@@ -334,3 +335,24 @@ def test_a_retrieval_share_holds_out_that_share_of_each_bucket(tmp_path, server)
     for b in ("2017", "2019"):
         c = doc["candidates"][b]
         assert c["retrieval"] == round(0.1 * c["images"]) == 12
+
+
+def test_a_bucket_left_without_training_samples_is_named_in_a_warning(tmp_path, server, caplog):
+    """Fixed set sizes on a small (or link-rotted) bucket can take every image: the table and the log
+    say which bucket, what took its images and what to change, before tic train would refuse it."""
+    out = _downloaded(tmp_path, server)
+    caplog.set_level(logging.WARNING, logger="ticdata")
+    doc = build_evalsets(EvalConfig(dir=out, retrieval=1000, per_class=2, progress=False), InlineExecutor())
+    starved = [b for b, v in doc["buckets"].items() if v["train"] == 0 and v["images"] > 0]  # empty buckets: nothing to warn
+    assert starved == ["2019"]
+    table = format_evalsets_table(doc)
+    warnings = [ln for ln in table.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == len(starved)
+    for b, line in zip(starved, warnings):
+        v = doc["buckets"][b]
+        assert line.startswith(f"warning: bucket {b}: no training sample left of its {v['images']:,} images "
+                               f"({v['retrieval']:,} retrieval, {v['classification']:,} classification, ")
+        assert "--retrieval or --per-class" in line and line[len("warning: "):] in caplog.text
+    fed = build_evalsets(EvalConfig(dir=out, retrieval=10, per_class=2, progress=False, overwrite=True), InlineExecutor())
+    assert fed["buckets"]["2019"]["train"] > 0
+    assert "warning" not in format_evalsets_table(fed)

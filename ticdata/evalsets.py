@@ -52,7 +52,7 @@ from ticdata.evalselect import CLASSIFICATION, RETRIEVAL, TRAIN, SelectParams, c
 from ticdata.evalsets_imports import check_imports, official_picks, official_tables
 from ticdata.evalsets_mark import SPLIT_COLUMNS
 from ticdata.evalsets_pick import Fetcher, Tally, fetch_details, select_in_bucket, tallies
-from ticdata.evalsets_report import format_evalsets_table, summary
+from ticdata.evalsets_report import format_evalsets_table, starved, summary
 from ticdata.evalsets_stages import Units, build_units, decontaminate, map_files, mark, range_count, reset, tally
 from ticdata.evalsets_tasks import REASONS, HashSpec, WriteSetSpec, hash_tar, write_eval_set
 from ticdata.executor import Task
@@ -327,6 +327,8 @@ def build_evalsets(config: EvalConfig, executor, scorer_factory=None) -> dict:
     result = summary(config, plan, vocab, buckets, units.images, sel, sel_info, flagged, splits, hstats, wstats, train_doc,
                      time.monotonic() - started)
     write_json_atomic(folder.evalsets_json, result)
+    for warning in starved(result):
+        log.warning("%s", warning)
     doc = load_manifest_json(dir)
     doc["evalsets"] = {k: v for k, v in result.items() if k not in ("plan",)}
     table = _bucket_splits(marked, benchmark_from_manifest(doc, folder.manifest_json))

@@ -59,6 +59,18 @@ def summary(config, plan: dict, vocab, buckets: list[str], images: dict, sel: pl
     }
 
 
+def starved(doc: dict) -> list[str]:
+    """One warning per bucket whose images all went to its eval sets or were excluded: `tic train`
+    would refuse every step drawing from it (a small or link-rotted bucket meets fixed set sizes)."""
+    out = []
+    for b, v in doc["buckets"].items():
+        if v["images"] and v["train"] <= 0:
+            out.append(f"bucket {b}: no training sample left of its {v['images']:,} images ({v[RETRIEVAL]:,} retrieval, "
+                       f"{v[CLASSIFICATION]:,} classification, {sum(v['excluded'].values()):,} excluded), so tic train refuses "
+                       "the steps drawing from it; rerun with --overwrite and a smaller --retrieval or --per-class")
+    return out
+
+
 def format_evalsets_table(doc: dict) -> str:
     """Per bucket: held-out sizes, excluded training rows by reason, training rows left."""
     lines = [f"{'bucket':<12} {'images':>8} {'retrieval':>10} {'classif.':>9} {'classes':>8} "
@@ -85,4 +97,5 @@ def format_evalsets_table(doc: dict) -> str:
         lines.append(f"rows without an image (split {NOT_DOWNLOADED}, never trained on): {doc['manifest_splits'][NOT_DOWNLOADED]:,}")
     if doc.get("excluded_not_downloaded"):
         lines.append(f"excluded rows without an image: {doc['excluded_not_downloaded']}")
+    lines += [f"warning: {w}" for w in starved(doc)]
     return "\n".join(lines)
