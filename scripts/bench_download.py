@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--samples-per-shard", type=int, default=2000)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--no-warm", action="store_true", help="skip the untimed pass that fills the server's cache (a smoke run)")
     args = ap.parse_args()
     root = Path(args.workdir or tempfile.mkdtemp(prefix="tic-bench-download-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -94,10 +95,11 @@ def main() -> None:
         rows.write_parquet(src)
         n = rows.height
         time.sleep(1.0)  # let the server come up
-        print(f"warming the server's cache with one untimed img2dataset pass over {n:,} images ...", flush=True)
-        timed([sys.executable, "-c", PLAIN, str(src), str(root / "warm"), str(args.image_size), str(args.threads),
-               str(args.samples_per_shard), str(os.cpu_count())])  # fmt: skip
-        shutil.rmtree(root / "warm", ignore_errors=True)
+        if not args.no_warm:
+            print(f"warming the server's cache with one untimed img2dataset pass over {n:,} images ...", flush=True)
+            timed([sys.executable, "-c", PLAIN, str(src), str(root / "warm"), str(args.image_size), str(args.threads),
+                   str(args.samples_per_shard), str(os.cpu_count())])  # fmt: skip
+            shutil.rmtree(root / "warm", ignore_errors=True)
         ours, plain = [], []
         for i in range(args.repeats):
             run_dir = root / "tic-run"

@@ -57,7 +57,7 @@ def test_bench_curate_on_a_pool_made_elsewhere(tmp_path):
 def test_bench_download_runs(tmp_path):
     res = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench_download.py"), "--pairs-per-step", "30", "--repeats", "1",
-         "--samples-per-shard", "50"],
+         "--samples-per-shard", "50", "--no-warm"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
