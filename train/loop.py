@@ -104,15 +104,22 @@ def _run_doc(cfg: RunConfig, run: Path, fresh: dict) -> dict:
         raise UserError(f"{run}: holds a run with another config (differs in {', '.join(changed)}); use another --out")
     previous["config"] = cfg.to_json()
     previous["data_fingerprint"] = fresh["data_fingerprint"]
+    previous["buckets"] = fresh["buckets"]  # a bucket no finished step drew from may have changed
     return previous
 
 
 def _check_same_data(run: Path, previous: dict, fresh: dict) -> None:
-    """A resume continues on the samples its finished steps saw: each bucket's fingerprint (or, for a
-    run made before tic kept one, its size) must be what run.json recorded."""
+    """A resume continues on the samples its finished steps drew: each bucket they drew from must
+    have the fingerprint (or, for a run made before tic kept them, the size) run.json recorded.
+    Buckets no finished step drew from may have changed (another download round of a later year)."""
     then = previous.get("data_fingerprint")
     key, was, now = ("fingerprint", then, fresh["data_fingerprint"]) if then else ("samples", previous["buckets"], fresh["buckets"])
-    moved = [n for n in fresh["buckets"] if was.get(n) != now.get(n)]
+    names = list(fresh["buckets"])
+    drawn = set()
+    for s in previous["steps"].values():
+        per = s.get("per_bucket")
+        drawn |= set(names) if per is None else {n for n, d in zip(names, per) if d}
+    moved = [n for n in names if n in drawn and was.get(n) != now.get(n)]
     if moved:
         n = moved[0]
         sizes = f"{previous['buckets'].get(n, 0):,} samples then, {fresh['buckets'][n]:,} now"
