@@ -46,6 +46,7 @@ from ticdata.manifest import checked_manifest_files, load_manifest_json
 from ticdata.storage import atomic_dir, publish, rmtree, write_json_atomic, write_parquet_atomic
 from ticdata.survival import survival, with_official
 from ticdata.survival_domains import merge_stage, with_domains
+from ticdata.wds import write_in_key_order
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset imports albumentations, which would call PyPI
@@ -203,6 +204,9 @@ def download_shard(spec: ShardSpec) -> dict:
         if table.height != rows.height or set(table["uid"]) != set(rows["uid"]):
             raise RuntimeError(f"shard {spec.bucket}/{name}: img2dataset reported {table.height} of {rows.height} rows")
         has_tar = bool((table["status"] == "success").any())  # a tar without samples would break open_clip's sizes.json lookup
+        if has_tar:  # samples in uid order, not the order img2dataset's threads finished in: same download, same bytes
+            write_in_key_order(tmp / name, tmp / "sorted.tar")
+            os.replace(tmp / "sorted.tar", tmp / name)
         stats = shard_stats(table, json.loads((tmp / f"{stem}_stats.json").read_text()), spec.bucket, name,
                             (tmp / name).stat().st_size if has_tar else 0, unparsed)
         status_file.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """webdataset shards as tic reads them: which tars a pattern names, the samples of one tar, a
-sample's uid, and a header-only index of a tar's samples for random access.
+sample's uid, a header-only index of a tar's samples for random access, and a tar's samples
+rewritten in key order.
 
 One reader for every verb that reads shards (reshard, evalsets, the trainer, the evaluator), so
 they agree on what a sample is: consecutive members sharing a key (the name up to the first dot of
@@ -12,12 +13,13 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Iterator
 
 from ticdata.errors import UserError
-from ticdata.tars import IMAGE_EXTS, TarError, check_tar, iter_member_spans, iter_members
+from ticdata.tars import IMAGE_EXTS, TarError, TarWriter, check_tar, iter_member_spans, iter_members
 
 log = logging.getLogger(__name__)
 
@@ -239,3 +241,26 @@ def image_span(spans: dict[str, tuple[int, int]]) -> tuple[int, int] | None:
     """The (offset, size) of a sample's first image member (webdataset's image extensions)."""
     found = [spans[e] for e in IMAGE_EXTS if e in spans]
     return min(found) if found else None
+
+
+def write_in_key_order(src: str | Path, dst: str | Path) -> int:
+    """Copy the uncompressed tar `src` to `dst` with its samples sorted by key, each sample's
+    members in their order (a member whose name has no key stays with the sample before it), in
+    tic's deterministic headers: img2dataset writes samples as its threads finish, so without this
+    the same download gives other tars, other eval and training shards, and other training draws.
+    Returns the number of samples."""
+    groups: list[tuple[str, list[tuple[str, int, int]]]] = []
+    for name, offset, size in iter_member_spans(src):
+        parts = split_name(name)
+        if groups and (parts is None or parts[0] == groups[-1][0]):
+            groups[-1][1].append((name, offset, size))
+        else:
+            groups.append((parts[0] if parts else "", [(name, offset, size)]))
+    groups.sort(key=lambda g: g[0])  # stable: keys are unique in a download's tar
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        writer = TarWriter(fout)
+        for _, members in groups:
+            for name, offset, size in members:
+                writer.add(name, os.pread(fin.fileno(), size, offset))
+        writer.close()
+    return len(groups)
